@@ -1,0 +1,105 @@
+"""The ``harmonizer`` command line: app-wide options, command registration, exit codes.
+
+Each command lives in ``harmonizer_cli.commands.<name>`` as a thin function that
+parses options, calls one core function and reports. This module is the one place
+that turns errors into exit codes (``HarmonizerGroup.invoke``). Nothing slow is
+imported here, so ``harmonizer --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from harmonizer_cli import __version__
+from harmonizer_cli.commands import evaluate, extend, fetch_data, preprocess, train
+from harmonizer_cli.console import AppState, stderr
+from harmonizer_cli.errors import HarmonizerError, Interrupted
+
+__all__ = ["app", "main"]
+
+
+def _raise_interrupted(signal_number: int, frame: object) -> None:
+    raise Interrupted(signal_number)
+
+
+class HarmonizerGroup(TyperGroup):
+    """Runs a command and maps errors to exit codes, in this one place.
+
+    ``HarmonizerError`` prints ``error: <file>: <what>`` on stderr and exits with its
+    ``exit_code``; Ctrl-C exits 130 and SIGTERM 143 after ``finally`` blocks have
+    removed partial outputs. With ``--debug`` the traceback is shown as well.
+    """
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(self.commands)  # keep the registration order in --help
+
+    def invoke(self, ctx: typer.Context):  # noqa: ANN201 - click's signature
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        try:
+            return super().invoke(ctx)
+        except HarmonizerError as exc:
+            if isinstance(ctx.obj, AppState) and ctx.obj.debug:
+                stderr.print_exception()
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Interrupted as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+app = typer.Typer(
+    name="harmonizer",
+    cls=HarmonizerGroup,
+    help="Extend music seamlessly to any length, and reproduce the 20 s in / 10 s out "
+    "encoder-decoder research.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"harmonizer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app_options(
+    ctx: typer.Context,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr (errors still print).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Extend music seamlessly to any length, and reproduce the 20 s in / 10 s out
+    encoder-decoder research.
+
+    Exit codes: 0 ok, 1 bug, 2 usage, 3 bad audio, 4 data, 5 model, 6 output,
+    7 some files of a batch failed, 130 interrupted, 143 terminated.
+    """
+    ctx.obj = AppState(quiet=quiet, verbose=verbose, debug=debug)
+
+
+_PRODUCT = "Product"
+_RESEARCH = "Research pipeline"
+app.command("extend", rich_help_panel=_PRODUCT)(extend.command)
+app.command("fetch-data", rich_help_panel=_RESEARCH)(fetch_data.command)
+app.command("preprocess", rich_help_panel=_RESEARCH)(preprocess.command)
+app.command("train", rich_help_panel=_RESEARCH)(train.command)
+app.command("evaluate", rich_help_panel=_RESEARCH)(evaluate.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``."""
+    app(args=argv, prog_name="harmonizer")

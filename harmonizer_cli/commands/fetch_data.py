@@ -1,0 +1,12 @@
+"""`harmonizer fetch-data` (not implemented yet)."""
+
+from __future__ import annotations
+
+import typer
+
+from harmonizer_cli.errors import HarmonizerError
+
+
+def command(ctx: typer.Context) -> None:
+    """Not implemented yet."""
+    raise HarmonizerError("harmonizer fetch-data is not implemented yet")

@@ -1,0 +1,404 @@
+"""Reading and writing audio files, and the model's view of audio.
+
+``load_audio`` returns a file's samples as they are: its own sample rate and
+channel count, float32, never resampled or downmixed. ``to_model_view`` makes the
+22050 Hz mono signal that analysis and the model work on. ``save_audio`` writes
+wav, flac, ogg or mp3 (chosen by the extension) in blocks, through a temporary
+file in the destination folder that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from harmonizer_cli.errors import AudioError, OutputError
+
+__all__ = [
+    "Audio",
+    "MODEL_SAMPLE_RATE",
+    "OUTPUT_FORMATS",
+    "load_audio",
+    "audio_info",
+    "to_mono",
+    "resample",
+    "to_model_view",
+    "save_audio",
+    "output_format_for",
+    "check_output_path",
+    "atomic_output",
+]
+
+#: Sample rate of the model's view of audio (the seed paper's).
+MODEL_SAMPLE_RATE = 22050
+
+#: Output formats: name -> (libsndfile major format, default subtype).
+OUTPUT_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+#: Subtype names accepted for ``bit_depth``-like choices.
+WAV_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+# Containers libsndfile cannot read; decoded through audioread (ffmpeg) when present.
+_AUDIOREAD_SUFFIXES = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".alac"}
+
+# Frames per block when reading or writing (a few minutes of Ogg Vorbis written in one
+# libsndfile call crash it with a segmentation fault).
+_BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
+        Samples in [-1, 1] (a float file may exceed it), one column per channel.
+    sample_rate : int
+        Samples per second per channel, the file's own.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.n_samples / float(self.sample_rate)
+
+
+def _check_input_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError("no such file", path=path)
+    if path.is_dir():
+        raise AudioError("is a directory, not an audio file", path=path)
+    if not os.access(path, os.R_OK):
+        raise AudioError("permission denied", path=path)
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)", path=path)
+
+
+def _validate_samples(samples: np.ndarray, sample_rate: int, path: Path) -> Audio:
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.shape[0] == 0:
+        raise AudioError("contains no audio samples", path=path)
+    if sample_rate <= 0:
+        raise AudioError(f"invalid sample rate {sample_rate}", path=path)
+    if not np.isfinite(samples).all():
+        raise AudioError("contains NaN or infinite samples", path=path)
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(sample_rate))
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(str(path)) as handle:
+        sample_rate = handle.samplerate
+        blocks = []
+        while True:
+            block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            blocks.append(block)
+    if not blocks:
+        return np.zeros((0, 1), dtype=np.float32), sample_rate
+    return np.concatenate(blocks, axis=0), sample_rate
+
+
+def _read_audioread(path: Path) -> tuple[np.ndarray, int]:
+    import audioread
+
+    try:
+        with audioread.audio_open(str(path)) as handle:
+            sample_rate, n_channels = handle.samplerate, handle.channels
+            chunks = [np.frombuffer(buf, dtype="<i2") for buf in handle]
+    except audioread.NoBackendError as exc:
+        raise AudioError(
+            f"cannot decode {path.suffix or 'this'} files: no decoder backend "
+            "(install ffmpeg) and libsndfile does not read this format",
+            path=path,
+        ) from exc
+    data = np.concatenate(chunks) if chunks else np.zeros(0, dtype="<i2")
+    data = data[: len(data) - len(data) % n_channels].reshape(-1, n_channels)
+    return data.astype(np.float32) / 32768.0, sample_rate
+
+
+def load_audio(path: str | os.PathLike) -> Audio:
+    """Read an audio file at its own sample rate and channel count.
+
+    mp3, wav, flac, ogg (Vorbis, Opus) and aiff are read by libsndfile; m4a, aac and
+    other containers through audioread when a backend such as ffmpeg is installed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read. It is only ever opened for reading.
+
+    Returns
+    -------
+    Audio
+        ``samples`` of shape (n_samples, n_channels), float32, and ``sample_rate``.
+
+    Raises
+    ------
+    AudioError
+        Missing file, a directory, an empty or undecodable file, no samples, or
+        NaN/infinite samples. The message names the file.
+
+    Examples
+    --------
+    >>> audio = load_audio("examples/demo.wav")  # doctest: +SKIP
+    >>> audio.samples.shape, audio.sample_rate  # doctest: +SKIP
+    ((529200, 2), 44100)
+    """
+    path = Path(path)
+    _check_input_path(path)
+    try:
+        if path.suffix.lower() in _AUDIOREAD_SUFFIXES:
+            samples, sample_rate = _read_audioread(path)
+        else:
+            samples, sample_rate = _read_soundfile(path)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
+        # libsndfile rejects the file: try audioread (ffmpeg) before giving up.
+        try:
+            samples, sample_rate = _read_audioread(path)
+        except Exception:
+            detail = str(exc).split(":")[-1].strip() or type(exc).__name__
+            raise AudioError(f"cannot decode audio ({detail})", path=path) from exc
+    except MemoryError as exc:
+        raise AudioError("too large to decode in memory", path=path) from exc
+    return _validate_samples(samples, sample_rate, path)
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
+    """Sample rate, channel count and duration in seconds, without decoding.
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be opened by libsndfile.
+    """
+    path = Path(path)
+    _check_input_path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError("cannot read audio header", path=path) from exc
+    return int(info.samplerate), int(info.channels), float(info.duration)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)]
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples,), dtype=float32]
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 1:
+        return samples
+    return samples.mean(axis=1, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:
+    """High-quality resampling (soxr, "HQ"); returns the input when the rates match.
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(n_samples,) or (n_samples, n_channels)]
+    from_rate, to_rate : int
+        Sample rates in Hz.
+    """
+    if from_rate == to_rate:
+        return np.asarray(samples, dtype=np.float32)
+    import soxr
+
+    out = soxr.resample(np.asarray(samples, dtype=np.float32), from_rate, to_rate, quality="HQ")
+    return np.asarray(out, dtype=np.float32)
+
+
+def to_model_view(audio: Audio, *, sample_rate: int = MODEL_SAMPLE_RATE) -> np.ndarray:
+    """The model's and the analysis' view: mono at ``sample_rate`` (22050 Hz).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples_at_rate,), dtype=float32]
+    """
+    return resample(to_mono(audio.samples), from_rate=audio.sample_rate, to_rate=sample_rate)
+
+
+def output_format_for(path: str | os.PathLike, format: str | None = None) -> str:
+    """The output format name (``wav``, ``flac``, ``ogg`` or ``mp3``) for ``path``.
+
+    ``format`` wins when given; otherwise the extension decides; unknown extensions
+    raise ``ConfigError``-like ``OutputError``.
+    """
+    name = (format or Path(path).suffix.lstrip(".")).lower()
+    if name == "oga":
+        name = "ogg"
+    if name not in OUTPUT_FORMATS:
+        raise OutputError(
+            f"unsupported output format {name!r} (choose from {', '.join(OUTPUT_FORMATS)})",
+            path=path,
+        )
+    return name
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Refuse outputs that would overwrite an input or an existing file.
+
+    Raises
+    ------
+    OutputError
+        The output is one of ``inputs``, exists and ``overwrite`` is false, is a
+        directory, or its folder does not exist or is not writable.
+    """
+    path = Path(path)
+    for source in inputs:
+        source = Path(source)
+        if _same_file(path, source) or path.resolve() == source.resolve():
+            raise OutputError("output would overwrite the input file", path=path)
+    if path.is_dir():
+        raise OutputError("is a directory", path=path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (use --force to overwrite)", path=path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", path=path)
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"folder {folder} is not writable", path=path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    On any exception, ``KeyboardInterrupt`` and signals included, the temporary file
+    is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> with atomic_output("out.json") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file in {folder} ({exc.strerror})", path=path) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if path.exists() and not overwrite:
+            raise OutputError("already exists (use --force to overwrite)", path=path)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path=path) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def save_audio(
+    path: str | os.PathLike,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    format: str | None = None,
+    subtype: str | None = None,
+    overwrite: bool = False,
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Write audio atomically, in blocks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination. Its extension picks the format unless ``format`` is given.
+    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)]
+        Float samples; values outside [-1, 1] are clipped for integer formats.
+    sample_rate : int
+        Samples per second.
+    format : {"wav", "flac", "ogg", "mp3"}, optional
+    subtype : str, optional
+        A libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, …) or one of
+        ``"16"``, ``"24"``, ``"float"``; default 16-bit PCM for wav and flac.
+    overwrite : bool
+        Replace an existing file (``--force``).
+    inputs : tuple of paths
+        Files that must never be written to (the command's inputs).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        The output exists (without ``overwrite``), is an input, or cannot be written
+        (unwritable folder, disk full). Nothing is left behind.
+    """
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    name = output_format_for(path, format)
+    major, default_subtype = OUTPUT_FORMATS[name]
+    subtype = WAV_SUBTYPES.get(str(subtype), subtype) or default_subtype
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.shape[0] == 0:
+        raise OutputError("refusing to write an empty file (no samples)", path=path)
+    if subtype not in ("FLOAT", "DOUBLE"):
+        samples = np.clip(samples, -1.0, 1.0)
+    if not sf.check_format(major, subtype):
+        raise OutputError(f"{name} files cannot hold subtype {subtype}", path=path)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        try:
+            with sf.SoundFile(
+                str(tmp), mode="w", samplerate=int(sample_rate), channels=samples.shape[1],
+                format=major, subtype=subtype,
+            ) as handle:
+                for start in range(0, samples.shape[0], _BLOCK_FRAMES):
+                    handle.write(samples[start : start + _BLOCK_FRAMES])
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise OutputError(f"cannot write {name} ({exc})", path=path) from exc
+    return path
