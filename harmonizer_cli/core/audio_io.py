@@ -109,8 +109,27 @@ def _validate_samples(samples: np.ndarray, sample_rate: int, path: Path) -> Audi
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(sample_rate))
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Silence C libraries writing to file descriptor 2 (libmpg123 prints decoder notes
+    such as "Illegal Audio-MPEG-Header" there), so a user sees one clear error line."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    with sf.SoundFile(str(path)) as handle:
+    quiet = _c_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
+    with quiet, sf.SoundFile(str(path)) as handle:
         sample_rate = handle.samplerate
         blocks = []
         while True:
@@ -182,9 +201,16 @@ def load_audio(path: str | os.PathLike) -> Audio:
         # libsndfile rejects the file: try audioread (ffmpeg) before giving up.
         try:
             samples, sample_rate = _read_audioread(path)
+        except AudioError as fallback_error:
+            if "no decoder backend" in fallback_error.message and path.suffix.lower() in _AUDIOREAD_SUFFIXES:
+                raise
+            raise AudioError(
+                "cannot decode: not an audio file, or a corrupt or unsupported format", path=path
+            ) from exc
         except Exception:
-            detail = str(exc).split(":")[-1].strip() or type(exc).__name__
-            raise AudioError(f"cannot decode audio ({detail})", path=path) from exc
+            raise AudioError(
+                "cannot decode: not an audio file, or a corrupt or unsupported format", path=path
+            ) from exc
     except MemoryError as exc:
         raise AudioError("too large to decode in memory", path=path) from exc
     return _validate_samples(samples, sample_rate, path)
