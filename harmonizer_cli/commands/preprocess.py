@@ -1,12 +1,54 @@
-"""`harmonizer preprocess` (not implemented yet)."""
+"""`harmonizer preprocess`: songs -> frame shards + manifest with a by-song split."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from harmonizer_cli.errors import HarmonizerError
+from harmonizer_cli.console import AppState, log, progress_for
+from harmonizer_cli.errors import BatchError
 
 
-def command(ctx: typer.Context) -> None:
-    """Not implemented yet."""
-    raise HarmonizerError("harmonizer preprocess is not implemented yet")
+def command(
+    ctx: typer.Context,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Folder of songs (searched recursively; mp3, ogg, flac, wav...).")] = Path("data/raw"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for manifest.json and songs/<id>.npy frame shards (created; reused incrementally).")] = Path("data/processed"),
+    representation: Annotated[str, typer.Option("--representation", "-r", help="Frame representation: logmel (default; 256 numbers per second) or waveform (the paper's 22050 samples).")] = "logmel",
+    hop: Annotated[int, typer.Option("--hop", min=1, help="Seconds between the starts of consecutive (20 s in, 10 s out) windows of a song.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the train/validation/test split by song.")] = 0,
+    validation: Annotated[float, typer.Option("--validation", min=0.0, max=0.9, help="Fraction of the songs held out for validation.")] = 0.1,
+    test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Fraction of the songs held out for test.")] = 0.1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes decoding songs in parallel.")] = 1,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 7 when any file could not be decoded (default: report and skip it).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Decode songs to 22050 Hz mono, cut whole songs into 1-second frames, compute the
+    representation, and write one shard per song plus manifest.json.
+
+    Windows (20 s in, 10 s out, every --hop seconds) are indexed, not copied. Songs
+    are split train/validation/test by song with --seed, so no window of a test song
+    is ever trained on. Unchanged songs (same size, mtime and settings) are not
+    decoded again; undecodable files are reported and skipped.
+    """
+    from harmonizer_cli.core.preprocess import PreprocessConfig, preprocess_dataset
+
+    state: AppState = ctx.obj or AppState()
+    config = PreprocessConfig(representation=representation, hop=hop, seed=seed,
+                              validation_fraction=validation, test_fraction=test, jobs=jobs)
+    with progress_for(state, "preprocessing", batch=True) as update:
+        result = preprocess_dataset(input, output, config=config, on_progress=update)
+    for failure in result.failed:
+        log(state, f"warning: {failure['source']}: skipped ({failure['error']})")
+    summary = result.summary()
+    if json_output:
+        print(json.dumps(summary, indent=2))
+    else:
+        log(state, (f"{summary['songs']} songs ({result.processed} decoded, {result.skipped} unchanged, "
+                    f"{len(result.failed)} failed) -> {output}: windows train {summary['train_windows']}, "
+                    f"validation {summary['validation_windows']}, test {summary['test_windows']}"))
+    if strict and result.failed:
+        raise BatchError(f"{len(result.failed)} of {len(result.failed) + summary['songs']} files "
+                         "could not be decoded", path=input)

@@ -1,0 +1,212 @@
+"""Numpy-only inference of a trained encoder-decoder (no TensorFlow, no Keras).
+
+``load_predictor(path)`` reads a model folder's ``config.json`` and ``weights.npz``
+(``np.load(allow_pickle=False)``) and returns a ``FramePredictor`` whose ``predict``
+reproduces the Keras model's inference outputs (BatchNormalization with its moving
+statistics). ``path=None`` loads the default model shipped in ``models/default``.
+This is what ``extend`` uses for guidance: it loads in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from harmonizer_cli.core.features import LogMelSpec, frames_for, render_logmel
+from harmonizer_cli.core.model import WEIGHTS_FILE, ModelConfig, read_config, unit_names
+from harmonizer_cli.errors import ModelError
+
+__all__ = ["FramePredictor", "load_predictor", "default_model_path"]
+
+
+def default_model_path() -> Path:
+    """Folder of the default model shipped with the package (``models/default``)."""
+    from importlib.resources import files
+
+    return Path(str(files("harmonizer_cli.models") / "default"))
+
+
+def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
+    return np.where(x >= 0, x, x * np.float32(slope))
+
+
+class FramePredictor:
+    """Predicts the next 10 one-second frames from 20, in numpy.
+
+    Attributes
+    ----------
+    name : str
+        The model's name (from config.json).
+    n_input_frames, n_output_frames : int
+        20 and 10.
+    frame_seconds : float
+        1.0.
+    representation : {"logmel", "waveform"}
+    frame_size : int
+        Numbers per frame (256 or 22050).
+    config : ModelConfig
+    info : dict
+        The whole config.json document.
+    """
+
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], *,
+                 name: str = "model", info: dict | None = None) -> None:
+        self.config = config
+        self.name = name
+        self.info = info or {}
+        self.n_input_frames = config.n_input_frames
+        self.n_output_frames = config.n_output_frames
+        self.frame_seconds = float(config.frame_seconds)
+        self.representation = config.representation
+        self.frame_size = config.frame_size
+        self._spec: LogMelSpec = config.logmel_spec
+        self._w = weights
+        self._check_weights()
+
+    # ------------------------------------------------------------------ weights
+    def _get(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        if key not in self._w:
+            raise ModelError(f"weights.npz lacks {key}")
+        array = self._w[key]
+        if shape is not None and array.shape != shape:
+            raise ModelError(f"weights.npz: {key} has shape {array.shape}, expected {shape}")
+        return array
+
+    def _check_weights(self) -> None:
+        c = self.config
+        size = c.frame_size
+        for key in ("input_scale", "output_scale"):
+            self._get(f"{key}/mean", (size,))
+            self._get(f"{key}/std", (size,))
+        names = unit_names(c)
+        for prefix in {p for part in names.values() for p in part}:
+            self._get(f"{prefix}_mix/kernel")
+            self._get(f"{prefix}_mix/bias", ())
+            width = size
+            for i, hidden in enumerate(c.hidden_sizes):
+                self._get(f"{prefix}_dense_{i}/kernel", (width, hidden))
+                self._get(f"{prefix}_dense_{i}/bias", (hidden,))
+                for weight in ("gamma", "beta", "moving_mean", "moving_variance"):
+                    self._get(f"{prefix}_bn_{i}/{weight}", (hidden,))
+                width = hidden
+            self._get(f"{prefix}_out/kernel", (width, size))
+            self._get(f"{prefix}_out/bias", (size,))
+
+    def _unit(self, prefix: str, stacked: list[np.ndarray]) -> np.ndarray:
+        c = self.config
+        kernel = self._w[f"{prefix}_mix/kernel"]
+        if len(stacked) > kernel.shape[0]:
+            raise ModelError(f"{prefix}: {len(stacked)} inputs for a mix of {kernel.shape[0]}")
+        h = self._w[f"{prefix}_mix/bias"] + sum(kernel[k] * s for k, s in enumerate(stacked))
+        h = _leaky(h.astype(np.float32), c.leaky_slope)
+        for i in range(len(c.hidden_sizes)):
+            h = h @ self._w[f"{prefix}_dense_{i}/kernel"] + self._w[f"{prefix}_dense_{i}/bias"]
+            h = _leaky(h, c.leaky_slope)
+            bn = f"{prefix}_bn_{i}"
+            inv = self._w[f"{bn}/gamma"] / np.sqrt(self._w[f"{bn}/moving_variance"] + np.float32(c.batchnorm_epsilon))
+            h = (h - self._w[f"{bn}/moving_mean"]) * inv + self._w[f"{bn}/beta"]
+        return (h @ self._w[f"{prefix}_out/kernel"] + self._w[f"{prefix}_out/bias"]).astype(np.float32)
+
+    # ------------------------------------------------------------------ public
+    def predict(self, context: np.ndarray) -> np.ndarray:
+        """The next ``n_output_frames`` frames of each context.
+
+        Parameters
+        ----------
+        context : np.ndarray [shape=(batch, n_input_frames, frame_size)]
+            Raw frames (``frame_features`` output), oldest first.
+
+        Returns
+        -------
+        np.ndarray [shape=(batch, n_output_frames, frame_size), dtype=float32]
+
+        Raises
+        ------
+        ModelError
+            If the shape does not match the model.
+        """
+        x = np.asarray(context, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.n_input_frames, self.frame_size):
+            raise ModelError(
+                f"model {self.name} expects context of shape (batch, {self.n_input_frames}, "
+                f"{self.frame_size}), got {x.shape}")
+        names = unit_names(self.config)
+        x = (x - self._w["input_scale/mean"]) / self._w["input_scale/std"]
+        encoded: list[np.ndarray] = []
+        for t in range(self.n_input_frames):
+            encoded.append(self._unit(names["encoder"][t], [x[:, t]] + encoded[::-1]))
+        context_vector = self._unit("context", encoded[::-1])
+        decoded: list[np.ndarray] = []
+        for j in range(self.n_output_frames):
+            decoded.append(self._unit(names["decoder"][j], [context_vector] + decoded[::-1]))
+        out = np.stack(decoded, axis=1)
+        return (out * self._w["output_scale/std"] + self._w["output_scale/mean"]).astype(np.float32)
+
+    def frame_features(self, mono_22050: np.ndarray) -> np.ndarray:
+        """Frames of 22050 Hz mono audio in this model's representation.
+
+        Returns
+        -------
+        np.ndarray [shape=(ceil(n_samples / 22050), frame_size), dtype=float32]
+        """
+        return frames_for(mono_22050, representation=self.representation, spec=self._spec)
+
+    def render_frames(self, features: np.ndarray) -> np.ndarray:
+        """Audio of frames: concatenation (waveform) or Griffin-Lim (logmel, slow).
+
+        Parameters
+        ----------
+        features : np.ndarray [shape=(n, frame_size)]
+
+        Returns
+        -------
+        np.ndarray [shape=(n * 22050,), dtype=float32]
+            22050 Hz mono audio.
+        """
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.frame_size:
+            raise ModelError(f"expected frames of shape (n, {self.frame_size}), got {features.shape}")
+        if self.representation == "waveform":
+            return features.reshape(-1).copy()
+        return render_logmel(features, spec=self._spec)
+
+    def __repr__(self) -> str:
+        return (f"FramePredictor(name={self.name!r}, representation={self.representation!r}, "
+                f"weights={self.config.weights!r}, frame_size={self.frame_size})")
+
+
+def load_predictor(path: str | os.PathLike | None = None) -> FramePredictor:
+    """Load a model folder for numpy inference.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A model folder (``config.json`` + ``weights.npz``); ``None`` loads the
+        default model shipped in ``models/default``.
+
+    Returns
+    -------
+    FramePredictor
+
+    Raises
+    ------
+    ModelError
+        Missing folder or files, invalid config, missing or misshapen weights.
+    """
+    folder = default_model_path() if path is None else Path(path)
+    config, document = read_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ModelError("no weights.npz in the model folder", path=folder)
+    try:
+        with np.load(weights_path, allow_pickle=False) as archive:
+            weights = {key: np.asarray(archive[key], dtype=np.float32) for key in archive.files}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"unreadable weights.npz ({exc})", path=weights_path) from exc
+    try:
+        return FramePredictor(config, weights, name=str(document.get("name") or folder.name),
+                              info=document)
+    except ModelError as exc:
+        raise ModelError(exc.message, path=weights_path) from exc

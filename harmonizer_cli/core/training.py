@@ -1,0 +1,443 @@
+"""Training the encoder-decoder on preprocessed windows: ``harmonizer train``.
+
+- Data: windows streamed from the memory-mapped song shards of ``preprocess`` through
+  ``tf.data`` (a generator of batches, prefetched); memory does not grow with the corpus.
+  The window order of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation``,
+  so a resumed run sees the same batches as an uninterrupted one.
+- Optimisation: Adam and mean squared error over every number of the 10 predicted
+  frames (the paper's), ``--learning-rate`` 0.01, ``--batch-size`` 20 by default.
+- Each epoch: a checkpoint (``checkpoint/last.keras`` with the optimizer state and
+  ``checkpoint/state.json``); the model with the best validation loss so far is written
+  as the output model folder (``config.json``, ``model.keras``, ``weights.npz``) plus
+  ``history.json`` and ``loss.png`` (the paper's Figure 6).
+- Early stopping after ``patience`` epochs without a better validation loss.
+- A NaN or infinite loss stops training with ``ModelError``.
+- ``strategy``: ``default`` (one device), ``mirrored`` (``tf.distribute.MirroredStrategy``,
+  all local GPUs) or ``multi-worker`` (``MultiWorkerMirroredStrategy`` configured by the
+  ``TF_CONFIG`` environment variable; only the chief, task 0, writes the output; the
+  other workers keep their checkpoints in a temporary folder and ``--resume`` reads the
+  chief's, so the output folder must be on a shared file system). Two workarounds for
+  Keras 3.15 under ``multi-worker`` are applied there only: one step per execution, and
+  a replica reduction that works for scalars (``_patch_keras_multi_worker_reduction``).
+- ``--resume`` continues with the architecture saved in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harmonizer_cli.core.model import (
+    CONFIG_FILE, ModelConfig, build_model, count_parameters, read_config, save_model_folder,
+    set_normalisation,
+)
+from harmonizer_cli.core.preprocess import ProcessedData
+from harmonizer_cli.errors import ConfigError, DataError, ModelError, OutputError
+
+__all__ = ["TrainConfig", "TrainResult", "train_model", "STRATEGIES", "plot_history"]
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+CHECKPOINT_FOLDER = "checkpoint"
+HISTORY_FILE = "history.json"
+PLOT_FILE = "loss.png"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``train_model``.
+
+    Attributes
+    ----------
+    epochs : int
+        Epochs at most (the paper: 200).
+    batch_size : int
+        Windows per step (global batch under a distribution strategy).
+    learning_rate : float
+        Adam's learning rate (the paper: 0.01).
+    seed : int
+        Seeds weights, and the window order of each epoch.
+    early_stopping : bool
+        Stop after ``patience`` epochs without a better validation loss.
+    patience : int
+    resume : bool
+        Continue from ``checkpoint/`` of the output folder.
+    overwrite : bool
+        Replace an existing model folder (otherwise ``OutputError``).
+    strategy : {"default", "mirrored", "multi-worker"}
+    max_train_windows : int or None
+        Use at most this many (randomly chosen, fixed by seed) training windows per epoch.
+    steps_per_execution : int
+        Batches per call into TensorFlow (speed only; 1 under ``multi-worker``).
+    """
+
+    epochs: int = 200
+    batch_size: int = 20
+    learning_rate: float = 0.01
+    seed: int = 0
+    early_stopping: bool = True
+    patience: int = 10
+    resume: bool = False
+    overwrite: bool = False
+    strategy: str = "default"
+    max_train_windows: int | None = None
+    steps_per_execution: int = 10
+
+    def validate(self) -> "TrainConfig":
+        if min(self.epochs, self.batch_size, self.patience, self.steps_per_execution) < 1:
+            raise ConfigError("--epochs, --batch-size, --patience and --steps-per-execution "
+                              "must be positive")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown --strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})")
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What ``train_model`` did.
+
+    Attributes
+    ----------
+    output : Path
+        The model folder.
+    history : list of dict
+        One ``{"epoch", "loss", "val_loss", "seconds"}`` per epoch, resumed ones included.
+    best_epoch : int
+    best_val_loss : float or None
+    stopped_early : bool
+    parameters : int
+    windows_per_second : float
+        Training windows per wall second over the epochs of this run.
+    """
+
+    output: Path
+    history: list = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    stopped_early: bool = False
+    parameters: int = 0
+    windows_per_second: float = 0.0
+
+    def summary(self) -> dict:
+        last = self.history[-1] if self.history else {}
+        return {"output": str(self.output), "epochs_run": len(self.history),
+                "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+                "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
+                "stopped_early": self.stopped_early, "parameters": self.parameters,
+                "windows_per_second": round(self.windows_per_second, 1)}
+
+
+def _make_strategy(name: str) -> tuple[Any, int, int]:
+    """The tf.distribute strategy, this worker's index and the number of workers."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy(), 0, 1
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(), 0, 1
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        raise ConfigError("--strategy multi-worker needs the TF_CONFIG environment variable")
+    try:
+        cluster = json.loads(tf_config)
+        n_workers = len(cluster["cluster"]["worker"])
+        task_index = int(cluster["task"]["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"invalid TF_CONFIG ({exc})") from exc
+    _patch_keras_multi_worker_reduction()
+    return tf.distribute.MultiWorkerMirroredStrategy(), task_index, n_workers
+
+
+def _patch_keras_multi_worker_reduction() -> None:
+    """Work around Keras 3.15 under MultiWorkerMirroredStrategy.
+
+    Its train and test steps reduce the per-replica metric values with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails for scalars ("Invalid reduction
+    dimension 0"), and its ``SUM`` branch omits ``axis``. Reduce with
+    ``strategy.reduce("MEAN", v, axis=None)`` instead: the mean over replicas, an
+    all-reduce that gives every worker the same value.
+    """
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_harmonizer_patch", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction == "auto" and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._harmonizer_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _epoch_order(n_windows: int, *, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n_windows)
+
+
+def _dataset(data: ProcessedData, split: str, index: np.ndarray, *, batch_size: int,
+             n_workers: int) -> Any:
+    """tf.data.Dataset of (inputs, targets) batches read from the shards in ``index`` order."""
+    import tensorflow as tf
+
+    usable = (len(index) // (batch_size * n_workers)) * batch_size * n_workers if n_workers > 1 else len(index)
+    if usable == 0:
+        raise DataError(f"fewer {split} windows ({len(index)}) than one batch per worker "
+                        f"({batch_size} x {n_workers})", path=data.folder)
+    index = index[:usable]
+
+    def batches():
+        for start in range(0, len(index), batch_size):
+            yield data.gather(split, index[start:start + batch_size])
+
+    shape = (None, data.n_input, data.frame_size), (None, data.n_output, data.frame_size)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec(shape[0], tf.float32), tf.TensorSpec(shape[1], tf.float32)))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA if n_workers > 1
+        else tf.data.experimental.AutoShardPolicy.OFF)
+    options.deterministic = True
+    n_batches = -(-usable // batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
+    return dataset.with_options(options).prefetch(2), n_batches
+
+
+def plot_history(history: list[dict], path: str | os.PathLike) -> None:
+    """Write the loss curve (training and validation MSE per epoch, log scale) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from harmonizer_cli.core.audio_io import atomic_output
+
+    epochs = [h["epoch"] for h in history]
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axis = figure.add_subplot()
+    axis.plot(epochs, [h["loss"] for h in history], label="training loss")
+    if any(h.get("val_loss") is not None for h in history):
+        axis.plot(epochs, [h.get("val_loss") for h in history], label="validation loss")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("mean squared error")
+    axis.set_yscale("log")
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    axis.set_title("harmonizer training loss")
+    figure.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def _write_json(path: Path, document: dict) -> None:
+    from harmonizer_cli.core.audio_io import atomic_output
+
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _check_output(output: Path, config: TrainConfig) -> None:
+    checkpoint = output / CHECKPOINT_FOLDER / "last.keras"
+    if config.resume:
+        if not checkpoint.is_file():
+            raise OutputError("nothing to resume (no checkpoint/last.keras)", path=output)
+        return
+    if output.exists() and not output.is_dir():
+        raise OutputError("exists and is not a folder", path=output)
+    if output.is_dir() and any(output.iterdir()) and not config.overwrite:
+        raise OutputError("already exists (use --force to overwrite, or --resume)", path=output)
+
+
+def train_model(
+    data_folder: str | os.PathLike,
+    output_folder: str | os.PathLike,
+    *,
+    config: TrainConfig = TrainConfig(),
+    model_config: ModelConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train a model on a preprocessed folder and write a loadable model folder.
+
+    Parameters
+    ----------
+    data_folder : str or os.PathLike
+        Output of ``preprocess_dataset`` (``manifest.json`` + shards).
+    output_folder : str or os.PathLike
+        The model folder to write (what ``load_predictor`` reads).
+    config : TrainConfig
+    model_config : ModelConfig, optional
+        Defaults to ``ModelConfig()`` in the data's representation; its
+        representation must match the data's.
+    on_progress : callable(done, total), optional
+        Training batches done over the whole run.
+    on_epoch : callable(dict), optional
+        Called with each epoch's ``{"epoch", "loss", "val_loss", "seconds"}``.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DataError
+        Missing or empty data, no training windows.
+    ModelError
+        The loss became NaN or infinite; an unloadable checkpoint.
+    OutputError
+        Existing output without ``overwrite``/``resume``.
+    """
+    config.validate()
+    output = Path(output_folder)
+    data = ProcessedData(data_folder)
+    if model_config is None:
+        model_config = ModelConfig().with_representation(data.representation)
+    model_config.validate()
+    if model_config.representation != data.representation or model_config.frame_size != data.frame_size:
+        raise ConfigError(f"the data is {data.representation} ({data.frame_size} per frame) but the "
+                          f"model is {model_config.representation} ({model_config.frame_size})")
+    train_index = data.window_index("train")
+    if len(train_index) == 0:
+        raise DataError("no training windows (songs must be at least 30 s long)", path=data.folder)
+    if config.max_train_windows and len(train_index) > config.max_train_windows:
+        keep = np.sort(np.random.default_rng(config.seed).choice(
+            len(train_index), config.max_train_windows, replace=False))
+        train_index = train_index[keep]
+    val_index = data.window_index("validation")
+
+    import keras
+
+    strategy, task_index, n_workers = _make_strategy(config.strategy)
+    is_chief = task_index == 0
+    if is_chief:
+        _check_output(output, config)
+        write_folder = output
+    else:  # other workers of a multi-worker run write their checkpoints aside
+        write_folder = Path(tempfile.mkdtemp(prefix=f"harmonizer-worker{task_index}-"))
+    checkpoint_folder = write_folder / CHECKPOINT_FOLDER
+    checkpoint_folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    state: dict = {"epoch": 0, "history": [], "best_val_loss": None, "best_epoch": 0, "wait": 0}
+    with strategy.scope():
+        if config.resume:
+            from harmonizer_cli.core.model import _layers
+
+            _layers()
+            resume_folder = output / CHECKPOINT_FOLDER  # the chief's, on a shared file system
+            model_config, _ = read_config(output)  # the architecture being resumed wins
+            try:
+                model = keras.saving.load_model(resume_folder / "last.keras", safe_mode=True)
+                state = json.loads((resume_folder / "state.json").read_text())
+            except Exception as exc:  # corrupt checkpoint: keras raises many types
+                raise ModelError(f"cannot resume ({type(exc).__name__}: {exc})",
+                                 path=resume_folder) from exc
+        else:
+            # Several steps per execution fail under MultiWorkerMirroredStrategy in Keras 3.15
+            # (a while-loop placeholder error): one step per execution there.
+            model = build_model(model_config, learning_rate=config.learning_rate,
+                                steps_per_execution=config.steps_per_execution if n_workers == 1 else 1)
+            mean, std = data.feature_statistics("train")
+            set_normalisation(model, mean, std)
+        if n_workers > 1:
+            # Keras 3.15 builds the optimizer and loss from the first distributed batch with
+            # strategy.reduce, which fails under MultiWorkerMirroredStrategy ("PerReplica ...
+            # to a Tensor"): build them here from one window instead, then skip that step.
+            inputs, targets = data.gather("train", train_index[:1])
+            model._symbolic_build(data_batch=(inputs, targets, None))
+            model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+    facts = {"data": str(data.folder.resolve()), "representation": data.representation,
+             "hop": data.hop, "train_windows": int(len(train_index)),
+             "validation_windows": int(len(val_index)), "train": asdict(config)}
+    result = TrainResult(output=output, parameters=count_parameters(model))
+    steps_per_epoch = -(-len(train_index) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    progress = {"done": state["epoch"] * steps_per_epoch, "base": 0, "nan": None}
+
+    class Progress(keras.callbacks.Callback):
+        """Feeds ``on_progress`` and stops at the first non-finite batch loss."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            progress["base"] = epoch * steps_per_epoch
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                progress["nan"] = batch
+                self.model.stop_training = True
+            progress["done"] = progress["base"] + batch + 1
+            if on_progress:
+                on_progress(progress["done"], total_steps)
+
+    trained_windows, trained_seconds = 0, 0.0
+    for epoch in range(state["epoch"], config.epochs):
+        started = time.perf_counter()
+        order = train_index[_epoch_order(len(train_index), seed=config.seed, epoch=epoch)]
+        train_ds, n_steps = _dataset(data, "train", order, batch_size=config.batch_size, n_workers=n_workers)
+        fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False,
+                        callbacks=[Progress()])
+        loss = float(fit.history["loss"][-1]) if fit.history.get("loss") else float("nan")
+        if progress["nan"] is not None or not math.isfinite(loss):
+            raise ModelError(f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} "
+                             f"(try a lower --learning-rate than {config.learning_rate})", path=output)
+        trained_windows += len(order)
+        val_loss = None
+        if len(val_index):
+            val_ds, _ = _dataset(data, "validation", val_index, n_workers=n_workers,
+                                 batch_size=config.batch_size if n_workers > 1 else max(config.batch_size, 64))
+            val_loss = float(model.evaluate(val_ds, verbose=0))
+            if not math.isfinite(val_loss):
+                raise ModelError(f"training diverged: the validation loss is {val_loss} in epoch "
+                                 f"{epoch + 1}", path=output)
+        seconds = time.perf_counter() - started
+        trained_seconds += seconds
+        record = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": round(seconds, 3)}
+        state["history"].append(record)
+        monitored = val_loss if val_loss is not None else loss
+        improved = state["best_val_loss"] is None or monitored < state["best_val_loss"]
+        if improved:
+            state["best_val_loss"], state["best_epoch"], state["wait"] = monitored, epoch + 1, 0
+            if is_chief:
+                save_model_folder(model, model_config, output, extra={
+                    **facts, "epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
+                    "parameters": result.parameters})
+        else:
+            state["wait"] += 1
+        state["epoch"] = epoch + 1
+        model.save(checkpoint_folder / "last.keras.part.keras")
+        os.replace(checkpoint_folder / "last.keras.part.keras", checkpoint_folder / "last.keras")
+        _write_json(checkpoint_folder / "state.json", state)
+        if is_chief:
+            _write_json(output / HISTORY_FILE, {
+                "history": state["history"], "best_epoch": state["best_epoch"],
+                "best_val_loss": state["best_val_loss"], "monitor": "val_loss" if len(val_index) else "loss",
+                **facts})
+            plot_history(state["history"], output / PLOT_FILE)
+        if on_epoch:
+            on_epoch(record)
+        if config.early_stopping and state["wait"] >= config.patience:
+            result.stopped_early = True
+            break
+
+    if not is_chief:
+        shutil.rmtree(write_folder, ignore_errors=True)
+    result.history = state["history"]
+    result.best_epoch = state["best_epoch"]
+    result.best_val_loss = state["best_val_loss"]
+    result.windows_per_second = trained_windows / trained_seconds if trained_seconds else 0.0
+    if is_chief and not (output / CONFIG_FILE).is_file():
+        raise ModelError("no epoch finished; nothing was saved", path=output)
+    return result
