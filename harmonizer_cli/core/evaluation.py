@@ -18,6 +18,7 @@ Baselines: ``silence``; ``repeat-last-10s`` (the input's last 10 s again);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -26,7 +27,7 @@ from harmonizer_cli.core.features import LogMelSpec, logmel_frames, mel_filterba
 from harmonizer_cli.core.framing import frame_audio
 from harmonizer_cli.errors import DataError
 
-__all__ = ["METRICS", "BASELINES", "EvaluationReport", "evaluate_songs", "frame_scores"]
+__all__ = ["METRICS", "BASELINES", "EvaluationReport", "evaluate_songs", "evaluate_model", "frame_scores", "write_plots"]
 
 METRICS = ("waveform_mse", "logmel_distance_db", "chroma_similarity", "mfcc_similarity")
 BASELINES = ("silence", "repeat-last-10s", "nearest-earlier-10s")
@@ -222,3 +223,149 @@ def evaluate_songs(
         for method, metric_values in scores.items()
     }
     return report
+
+
+def _spectrogram_figure(features: np.ndarray, title: str, *, spec: LogMelSpec, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from harmonizer_cli.core.audio_io import atomic_output
+
+    image = (features.reshape(-1, spec.n_steps, spec.n_mels).reshape(-1, spec.n_mels).T
+             * _DB_PER_NEPER)
+    seconds = features.shape[0]
+    figure = Figure(figsize=(max(4.0, 0.4 * seconds), 3.2), dpi=100)
+    axis = figure.add_subplot()
+    shown = axis.imshow(image, origin="lower", aspect="auto", cmap="magma",
+                        extent=(0, seconds, 0, spec.n_mels), vmin=image.max() - 80, vmax=image.max())
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("mel band")
+    axis.set_title(title)
+    figure.colorbar(shown, ax=axis, label="dB")
+    figure.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def write_plots(
+    plots_dir: Path, *, predictor: object, song_features: np.ndarray, start: int, model_folder: Path | None,
+    spec: LogMelSpec = LogMelSpec(),
+) -> list[Path]:
+    """The paper's Figures 6-9 as PNG: loss curve, input, predicted and actual continuation.
+
+    Parameters
+    ----------
+    plots_dir : Path
+        Created if missing.
+    song_features : np.ndarray [shape=(n_frames, frame_size)]
+        A held-out song in the model's representation.
+    start : int
+        First input frame of the window shown.
+    model_folder : Path, optional
+        Where ``history.json`` is (the loss curve is skipped without it).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import json
+
+    from harmonizer_cli.core.training import plot_history
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    n_in, n_out = predictor.n_input_frames, predictor.n_output_frames
+    context = song_features[start : start + n_in]
+    actual = song_features[start + n_in : start + n_in + n_out]
+    predicted = predictor.predict(context[None])[0]
+    if predictor.representation == "waveform":  # show every representation as log-mel
+        context, actual, predicted = (logmel_frames(x, spec=spec) for x in (context, actual, predicted))
+    written = []
+    history = None if model_folder is None else model_folder / "history.json"
+    if history is not None and history.is_file():
+        document = json.loads(history.read_text())
+        epochs = document.get("history", document) if isinstance(document, dict) else document
+        plot_history(epochs, plots_dir / "figure6_loss.png")
+        written.append(plots_dir / "figure6_loss.png")
+    for name, frames, title in (
+        ("figure7_input.png", context, f"input: {n_in} s"),
+        ("figure8_predicted.png", predicted, f"predicted continuation: {n_out} s"),
+        ("figure9_actual.png", actual, f"actual continuation: {n_out} s"),
+    ):
+        _spectrogram_figure(frames, title, spec=spec, path=plots_dir / name)
+        written.append(plots_dir / name)
+    return written
+
+
+def evaluate_model(
+    *,
+    model: str | Path | None = None,
+    data: str | Path = "data/processed",
+    split: str = "test",
+    plots: str | Path | None = None,
+    hop_seconds: int = 10,
+    max_windows: int | None = 400,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Evaluate a model folder on a preprocessed split, with the baselines.
+
+    The split's songs are decoded again from their source files (listed in the
+    manifest), so every method is scored on audio as well as on features.
+
+    Parameters
+    ----------
+    model : path, optional
+        Model folder; ``None`` is the shipped default.
+    data : path
+        Output folder of ``harmonizer preprocess``.
+    split : {"train", "validation", "test"}
+    plots : path, optional
+        Folder for the Figure 6-9 PNGs.
+
+    Returns
+    -------
+    dict
+        ``EvaluationReport.to_dict()`` plus ``model``, ``split``, ``data`` and ``plots``.
+
+    Raises
+    ------
+    ModelError
+        The model cannot be loaded.
+    DataError
+        No manifest, an empty split, or a source file that is gone.
+    """
+    from harmonizer_cli.core.audio_io import load_audio, to_model_view
+    from harmonizer_cli.core.predictor import default_model_path, load_predictor
+    from harmonizer_cli.core.preprocess import ProcessedData
+    from harmonizer_cli.errors import AudioError
+
+    predictor = load_predictor(model)
+    processed = ProcessedData(data)
+    records = processed.songs(split)
+    if not records:
+        raise DataError(f"the {split} split has no songs", path=processed.folder)
+
+    def songs() -> Iterable[tuple[str, np.ndarray]]:
+        for record in records:
+            try:
+                audio = load_audio(record["source"])
+            except AudioError as exc:
+                raise DataError(f"cannot read the source of song {record['id']} ({exc.message})",
+                                path=record["source"]) from exc
+            yield record["id"], to_model_view(audio)
+
+    report = evaluate_songs(songs(), predictor=predictor, hop_seconds=hop_seconds,
+                            max_windows=max_windows, on_progress=on_progress, n_songs=len(records))
+    document = report.to_dict()
+    model_folder = default_model_path() if model is None else Path(model)
+    document.update(model=str(model_folder), model_name=predictor.name, split=split,
+                    data=str(processed.folder), plots=[])
+    if plots is not None:
+        longest = max(records, key=lambda r: r["n_frames"])
+        features = predictor.frame_features(to_model_view(load_audio(longest["source"])))
+        start = max(0, min(features.shape[0] - 31, features.shape[0] // 3))
+        document["plots"] = [str(p) for p in write_plots(
+            Path(plots), predictor=predictor, song_features=features, start=start, model_folder=model_folder)]
+    return document
