@@ -1,0 +1,1056 @@
+"""Extend (or shorten) a song to an exact duration: the ``guided`` and ``neural`` engines.
+
+``guided`` (the default) keeps the song's real beginning and real ending and
+recomposes the middle from the song's own beats, like unit-selection synthesis:
+
+* **analysis** (``analysis.analyze_song``): beats, bars and per-beat chroma,
+  timbre, loudness, brightness and the spectra either side of candidate cut
+  points, from the 22050 Hz mono view;
+* **jump candidates**: leaving the source at the start of beat ``a`` and
+  continuing at beat ``b`` is allowed when the beats around ``a`` sound like the
+  beats around ``b`` (context cost over one bar on both sides: chroma, timbre,
+  loudness), the spectra either side of the best cut point near the beat match
+  (local cost), the position in the bar is the same (half-bar and beat shifts
+  penalised), and ``|b - a|`` is at least 2 (short songs) or 4 planning bars
+  (a planning bar is the meter, doubled while shorter than 1.5 s);
+* **path planning** (extension): randomised greedy construction, 48 restarts
+  from ``seed`` (restart 0 greedy); each step is guided by the seam cost,
+  pacing towards the target, even segment lengths, reuse of the material
+  ahead/behind, repeated jumps or lags, and the running loudness and
+  brightness of the output against the song's; plans are judged by their seam
+  costs, length residual, mood drift (energy-weighted loudness and spectral
+  centroid from how often each beat is played), balance of reuse and the share
+  of the extension that repeats at one single lag (a loop scores 1).
+  Shortening searches every one-jump plan and every pair of top candidate
+  jumps exhaustively. With a ``FramePredictor`` the model predicts, in one
+  batch, the next 10 s after every second of the song from the 20 s before, and
+  each jump gets a target cost (prediction at the jump versus the frames that
+  follow the landing, relative to the song's own continuation) beside its seam
+  cost;
+* **exact length**: the planned length is off by a fraction of a beat; the
+  residual goes to the seams (each seam's cut moves by at most 10 ms, on a
+  waveform-correlation peak so the crossfade stays phase-coherent; 250 ms
+  without a pulse) and, only when the seams cannot absorb it, to a tiny
+  varispeed of the segments between the first and the last seam (typically
+  under 0.5 %, a few cents; the head shares it when the middle is under 30 s,
+  up to 2 %). The tail (the real ending) is copied sample for sample;
+* **render** from the original samples at their own rate and channel count:
+  each seam is aligned by waveform cross-correlation (+-15 ms around the beat
+  grid), then moved, in both passages alike, to the least exposed point from
+  half a beat before to 30 % of a beat after the beat (smallest spectral jump
+  between the 50 ms before in one and the 50 ms after in the other, and no
+  transient within +-5 ms); the crossfade (20 ms; 60 or 150 ms where the
+  spectra still differ; 80 ms without a pulse) has gains with
+  ``g_out^2 + g_in^2 + 2 rho g_out g_in = 1`` (equal power for uncorrelated
+  passages, equal gain for correlated ones), blended towards linear where the
+  mix would pass the passages' own peak.
+
+``neural`` is the seed paper's method: from the last 20 s predict 10 s of
+frames, append, repeat; rendered by the predictor (``render_frames``) and
+appended to the untouched original (there is no real ending: the paper only
+appends). It needs a model and sounds like the paper's output (mushy,
+noisy); it exists for research comparison and only extends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from harmonizer_cli.core.analysis import SongAnalysis, analyze_song
+from harmonizer_cli.core.audio_io import Audio, resample, to_model_view
+from harmonizer_cli.errors import AudioError, ConfigError, ModelError
+
+__all__ = ["ExtensionResult", "extend_audio", "plan_path", "PlannedPath", "ENGINES"]
+
+ENGINES = ("guided", "neural")
+#: Largest timing shift applied at one seam to absorb the length residual.
+MAX_SEAM_SHIFT_SECONDS = 0.010
+#: The same without a pulse (a fixed grid: no groove to keep).
+NO_PULSE_SEAM_SHIFT_SECONDS = 0.25
+#: Largest varispeed of the recomposed middle (0.5 % is about 8.6 cents).
+MAX_VARISPEED = 0.005
+#: Weight of the model's target cost beside the seam (context) cost.
+TARGET_WEIGHT = 0.5
+#: Weight of the local spectral jump at a cut (beside the bar-context cost).
+LOCAL_WEIGHT = 3.0
+#: Weight of the seam (context + local) cost in the planner, against pacing and reuse.
+SEAM_WEIGHT = 2.5
+#: Weight of the length residual a finishing jump leaves (per beat period).
+RESIDUAL_WEIGHT = 1.0
+#: Weights of the output's drift in loudness (per dB) and brightness (per % of
+#: spectral centroid) from the song's, from how often each beat is played.
+MOOD_LOUDNESS_WEIGHT = 10.0
+MOOD_CENTROID_WEIGHT = 1.5
+#: Share of the mood drift charged at each step (guidance while building the path).
+MOOD_STEP = 0.5
+#: Weight of the modal-lag share of the extension (the signature of a loop).
+REPETITION_WEIGHT = 60.0
+#: Softmax temperature of the randomised restarts (restart 0 is greedy; the others
+#: cycle through half, once and twice this).
+SAMPLING_TEMPERATURE = 1.0
+#: Planner weights: reuse of the material ahead of a landing, of the segment a jump
+#: ends, and the final balance of plays over the song (coefficient of variation).
+REUSE_AHEAD = 1.2
+REUSE_BEHIND = 0.6
+BALANCE_WEIGHT = 4.0
+#: Typical jump length and segment length, as a share of the song (4 bars to 30 s).
+TYPICAL_SHARE = 0.16
+#: Weight of uneven segment lengths (log ratio to the typical length, squared).
+SEGMENT_EVENNESS = 1.5
+#: Longer crossfades where the spectra on either side of the chosen cut still differ:
+#: (spectral jump in dB above which, crossfade seconds).
+LONG_FADES = ((5.0, 0.060), (8.0, 0.150))
+#: Seam crossfade length.
+CROSSFADE_SECONDS = 0.020
+NO_PULSE_CROSSFADE_SECONDS = 0.080
+#: The real ending kept untouched is at least this long (shorter songs: 30 %).
+TAIL_MIN_SECONDS = 11.0
+
+ProgressFn = Optional[Callable[[int, int], None]]
+
+
+@dataclass
+class ExtensionResult:
+    """An extended song and how it was made.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
+        The output at the input's sample rate and channel count.
+    sample_rate : int
+    seams_seconds : list of float
+        Output times of the seams (crossfade centres).
+    segments : list of dict
+        ``{"source_start", "source_end", "output_start"}`` in seconds, in order.
+    engine : str
+    model : str or None
+        Name of the predictor used, None without one.
+    fallback : str or None
+        ``"no-pulse"`` when the song had no detectable beat.
+    tempo_bpm : float or None
+        None for the neural engine.
+    beats_per_bar : int or None
+    varispeed : float
+        Playback-rate factor applied to the recomposed middle (1.0 = none).
+    timings : dict
+        Seconds spent in ``analysis``, ``plan`` and ``render``.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    seams_seconds: list
+    segments: list
+    engine: str
+    model: Optional[str]
+    fallback: Optional[str]
+    tempo_bpm: Optional[float]
+    beats_per_bar: Optional[int]
+    varispeed: float = 1.0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.samples.shape[0] / float(self.sample_rate)
+
+
+@dataclass
+class PlannedPath:
+    """Source segments in beat indices.
+
+    Attributes
+    ----------
+    jumps : list of (int, int)
+        ``(a, b)``: the output leaves the source at the start of beat ``a``
+        (after playing beat ``a - 1``) and continues at the start of beat ``b``.
+    score : float
+        Lower is better.
+    residual_seconds : float
+        Target length minus planned length.
+    """
+
+    jumps: list
+    score: float
+    residual_seconds: float
+
+
+# ---------------------------------------------------------------------------
+# Jump candidates
+# ---------------------------------------------------------------------------
+
+def _beat_distance(analysis: SongAnalysis) -> np.ndarray:
+    """Pairwise dissimilarity of beats, each component scaled to median 1 [shape=(n, n)]."""
+    chroma = analysis.chroma.astype(np.float64)
+    d_chroma = np.clip(1.0 - chroma @ chroma.T, 0.0, 2.0)
+    timbre = analysis.timbre.astype(np.float64)
+    timbre = (timbre - timbre.mean(axis=0)) / (timbre.std(axis=0) + 1e-6)
+    sq = np.sum(timbre ** 2, axis=1)
+    d_timbre = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * timbre @ timbre.T, 0.0))
+    loud = analysis.loudness_db.astype(np.float64)
+    d_loud = np.abs(loud[:, None] - loud[None, :]) / 6.0
+    off = ~np.eye(chroma.shape[0], dtype=bool)
+    total = np.zeros_like(d_chroma)
+    for matrix, weight in ((d_chroma, 1.0), (d_timbre, 1.0), (d_loud, 0.5)):
+        scale = np.median(matrix[off])
+        total += weight * matrix / (scale if scale > 1e-9 else 1.0)
+    return total
+
+
+@dataclass
+class _Candidates:
+    a: np.ndarray        # leave the source at the start of beat a
+    b: np.ndarray        # continue at the start of beat b
+    cost: np.ndarray     # seam (context) cost
+    back_seconds: np.ndarray  # t[a] - t[b]: > 0 replays material, < 0 skips
+    full: np.ndarray     # [n, n] cost of every allowed jump (inf where not allowed)
+
+
+def _local_seam_cost(analysis: SongAnalysis) -> np.ndarray:
+    """How audible a cut from beat ``a`` to beat ``b`` is at its best point near the beat [n, n].
+
+    For each candidate cut point near the beat (the same offset in ``a`` and ``b``),
+    the RMS difference (dB) between the spectrum just before it in ``a`` and just
+    after it in ``b``; the smallest over the offsets, scaled by its median over all
+    pairs. The render picks the exact point the same way at the original rate.
+    """
+    before = analysis.mel_before_db.astype(np.float64)   # (n, k, bands)
+    after = analysis.mel_after_db.astype(np.float64)
+    n, k, bands = before.shape
+    best = np.full((n, n), np.inf)
+    for offset in range(k):
+        x, y = before[:, offset], after[:, offset]
+        sq = np.sum(x * x, axis=1)[:, None] + np.sum(y * y, axis=1)[None, :] - 2.0 * x @ y.T
+        np.minimum(best, np.sqrt(np.maximum(sq, 0.0) / bands), out=best)
+    scale = float(np.median(best))
+    return best / (scale if scale > 1e-9 else 1.0)
+
+
+def _unit_beats(analysis: SongAnalysis) -> int:
+    """Beats per planning bar: the meter, doubled while a bar is shorter than 1.5 s."""
+    unit = analysis.beats_per_bar
+    while unit * analysis.beat_period_seconds < 1.5:
+        unit *= 2
+    return unit
+
+
+def _jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: int = 12) -> _Candidates:
+    n = analysis.n_beats
+    distance = _beat_distance(analysis)
+    bar = _unit_beats(analysis)
+    context = max(2, min(bar, 4))
+    offsets = np.arange(-context, context)
+    weights = np.where((offsets >= -2) & (offsets <= 1), 1.0, 0.5)
+    padded = np.full((n + 2 * context, n + 2 * context), np.nan)
+    padded[context:context + n, context:context + n] = distance
+    cost = np.zeros((n, n))
+    for offset, weight in zip(offsets, weights):
+        cost += weight * padded[context + offset:context + offset + n, context + offset:context + offset + n]
+    cost /= weights.sum()
+    a_idx, b_idx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    lag = b_idx - a_idx
+    valid = np.isfinite(cost) & (np.abs(lag) >= min_lag_beats) & (a_idx >= 1)
+    # musical position: same place in the bar is free, half-bar costs, other beats more
+    phase_penalty = np.where(lag % bar == 0, 0.0, np.where(lag % max(1, bar // 2) == 0, 0.6, 1.5))
+    if analysis.fallback:
+        phase_penalty = np.where(lag % bar == 0, 0.0, 0.3)
+    downbeat = (np.arange(n) - analysis.downbeat_phase) % analysis.beats_per_bar == 0
+    cost = cost + phase_penalty + np.where(downbeat[None, :], 0.0, 0.15)
+    if analysis.mel_before_db is not None:
+        cost = cost + LOCAL_WEIGHT * _local_seam_cost(analysis)
+    cost = np.where(valid, cost, np.inf)
+    keep = min(per_source, n)
+    order = np.argsort(cost, axis=1)[:, :keep]
+    rows = np.repeat(np.arange(n), keep)
+    cols = order.reshape(-1)
+    values = cost[rows, cols]
+    finite = np.isfinite(values)
+    rows, cols, values = rows[finite], cols[finite], values[finite]
+    times = analysis.beat_seconds
+    return _Candidates(rows, cols, values, times[rows] - times[cols], cost)
+
+
+# ---------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------
+
+class _TargetCost:
+    """Model guidance: distance between the predicted next 10 s and a candidate continuation.
+
+    The model predicts, once per song and in one batch, the next ``n_output_frames``
+    frames after every 1 s position of the song from the ``n_input_frames`` before
+    it. A jump that leaves the source at ``t_a`` and continues at ``t_b`` is then
+    charged the distance between the prediction at ``t_a`` and the song's frames
+    from ``t_b``, minus the distance to its natural continuation (frames from
+    ``t_a``): how much less expected the jump is than the song itself. The context
+    is the source's own 20 s before the jump, which is the path's own when the
+    current segment is at least 20 s long and an approximation otherwise; it keeps
+    the guidance to one prediction batch per song.
+    """
+
+    def __init__(self, predictor, mono: np.ndarray) -> None:
+        features = np.asarray(predictor.frame_features(mono), dtype=np.float32)
+        n_in = int(getattr(predictor, "n_input_frames", 20))
+        n_out = int(getattr(predictor, "n_output_frames", 10))
+        self.frame_seconds = float(getattr(predictor, "frame_seconds", 1.0))
+        n = features.shape[0]
+        padded = np.concatenate([np.repeat(features[:1], n_in, axis=0), features,
+                                 np.repeat(features[-1:], n_out, axis=0)], axis=0)
+        # context ending at frame k (exclusive) for k = 0..n
+        contexts = np.stack([padded[k:k + n_in] for k in range(n + 1)])
+        predicted = np.asarray(predictor.predict(contexts), dtype=np.float32)  # [n+1, n_out, F]
+        continuations = np.stack([padded[n_in + m: n_in + m + n_out] for m in range(n + 1)])
+        scale = float(np.mean((features - features.mean(axis=0)) ** 2)) + 1e-9
+        cost = np.zeros((n + 1, n + 1))
+        for j in range(n_out):
+            p, c = predicted[:, j].astype(np.float64), continuations[:, j].astype(np.float64)
+            cost += (np.sum(p * p, axis=1)[:, None] + np.sum(c * c, axis=1)[None, :] - 2.0 * p @ c.T)
+        cost /= n_out * features.shape[1] * scale
+        self.matrix = cost - np.diag(cost)[:, None]  # relative to the natural continuation
+        self.n = n
+
+    def for_jumps(self, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -> np.ndarray:
+        """Target cost of leaving at ``leave_seconds`` and continuing at ``continue_seconds``."""
+        k = np.clip(np.round(leave_seconds / self.frame_seconds).astype(np.int64), 0, self.n)
+        m = np.clip(np.round(continue_seconds / self.frame_seconds).astype(np.int64), 0, self.n)
+        return self.matrix[k, m]
+
+
+def plan_path(
+    analysis: SongAnalysis,
+    target_seconds: float,
+    *,
+    seed: int = 0,
+    target_cost: Optional[_TargetCost] = None,
+    n_restarts: int = 48,
+    _relaxed: bool = False,
+) -> PlannedPath:
+    """Choose the jumps that recompose the song to about ``target_seconds``.
+
+    Parameters
+    ----------
+    analysis : SongAnalysis
+    target_seconds : float
+        Requested output length.
+    seed : int
+        Seeds the restarts; the same seed gives the same plan.
+    target_cost : optional
+        Model guidance (see module docstring).
+    n_restarts : int
+        Randomised greedy restarts; the best-scoring plan wins.
+
+    Returns
+    -------
+    PlannedPath
+    """
+    times = analysis.beat_seconds
+    n = analysis.n_beats
+    duration = analysis.duration_seconds
+    bar = _unit_beats(analysis)
+    n_bars = n // bar
+    seg_min = bar * (4 if n_bars >= 24 else 2)
+    min_lag = bar * (4 if n_bars >= 24 else 2)
+    if _relaxed:  # short songs: one-bar segments and jumps
+        seg_min = min_lag = bar
+    tail_min = min(TAIL_MIN_SECONDS, 0.3 * duration)
+    period = analysis.beat_period_seconds
+    extra = target_seconds - duration
+    if abs(extra) < 1e-3:
+        return PlannedPath([], 0.0, extra)
+    cands = _jump_candidates(analysis, min_lag_beats=min_lag)
+    if target_cost is not None:  # unit-selection target cost beside the seam cost
+        times_all = analysis.beat_seconds
+        cands.cost = cands.cost + TARGET_WEIGHT * target_cost.for_jumps(times_all[cands.a], times_all[cands.b])
+        rows, cols = np.nonzero(np.isfinite(cands.full))
+        cands.full[rows, cols] += TARGET_WEIGHT * target_cost.for_jumps(times_all[rows], times_all[cols])
+    # a landing must leave room for the real ending, or for a further jump
+    last_start = np.searchsorted(times, duration - tail_min, side="right") - 1
+    typical = float(np.clip(TYPICAL_SHARE * duration, 4 * bar * period, 30.0))
+    typical_beats = max(seg_min, int(typical / period))
+    rng = np.random.default_rng(seed)
+
+    seam_shift = NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS
+
+    def capacity(n_seams: int, middle_seconds: float) -> float:
+        return n_seams * seam_shift * 0.8 + MAX_VARISPEED * 0.8 * middle_seconds
+
+    if extra < 0:
+        short = _plan_shortening(analysis, target_seconds, cands, seg_min=seg_min, last_start=last_start,
+                                 capacity=capacity)
+        if short is not None:
+            return short
+    # mood: the output's loudness and brightness should stay the song's, so reuse must
+    # not favour the loud or bright sections (energy-weighted, as LUFS and centroid are)
+    beat_power = 10.0 ** (analysis.loudness_db.astype(np.float64) / 10.0) * np.maximum(
+        analysis.beat_ends() - analysis.beat_seconds, 1e-3)
+    centroid = analysis.centroid_hz.astype(np.float64) if analysis.centroid_hz is not None else np.ones(n)
+    song_centroid = float(np.sum(beat_power * centroid) / (beat_power.sum() + 1e-12))
+    beat_dur = np.maximum(analysis.beat_ends() - analysis.beat_seconds, 1e-3)
+    song_mean_power = beat_power.sum() / beat_dur.sum()
+    cum_d = np.concatenate([[0.0], np.cumsum(beat_dur)])
+    cum_p = np.concatenate([[0.0], np.cumsum(beat_power)])
+    cum_pc = np.concatenate([[0.0], np.cumsum(beat_power * centroid)])
+    tail_from = max(0, last_start)
+    tail_d, tail_p, tail_pc = (cum_d[n] - cum_d[tail_from], cum_p[n] - cum_p[tail_from], cum_pc[n] - cum_pc[tail_from])
+
+    def mood_drift(plays: np.ndarray) -> float:
+        weight = plays * beat_power
+        out_power = weight.sum() / max(float(np.sum(plays * beat_dur)), 1e-9)
+        loud_db = abs(10.0 * np.log10(max(out_power, 1e-20) / max(song_mean_power, 1e-20)))
+        bright = abs(float(np.sum(weight * centroid) / (weight.sum() + 1e-12)) / song_centroid - 1.0) * 100.0
+        return MOOD_LOUDNESS_WEIGHT * loud_db + MOOD_CENTROID_WEIGHT * bright
+
+    best: Optional[PlannedPath] = None
+    for restart in range(n_restarts):
+        greedy = restart == 0
+        plays = np.zeros(n)
+        jumps: list = []
+        backs: list = []
+        p_beat, p_time, elapsed, head_end = 0, 0.0, 0.0, None
+        score = 0.0
+        for _step in range(64):
+            need = target_seconds - elapsed - (duration - p_time)
+            # what a tiny varispeed may act on: the middle, or the head while there is none
+            middle = (elapsed - head_end) if len(jumps) >= 2 else elapsed
+            # finish when what is left fits the absorbers; up to half a beat is accepted
+            # (the final score charges what exceeds them: larger varispeed or seam shifts)
+            settle = max(capacity(len(jumps), middle), 0.55 * period) if jumps else 1e-3
+            if abs(need) <= settle and p_time <= duration - tail_min + 1e-6:
+                break
+            mask = (cands.a >= p_beat + seg_min) & (cands.b <= last_start)
+            if not jumps:
+                mask &= cands.a >= seg_min
+            a, b, cost, back = cands.a[mask], cands.b[mask], cands.cost[mask], cands.back_seconds[mask]
+            # finishing jumps from the full matrix: land early enough for the real ending
+            # and leave a residual the seams and a tiny varispeed can absorb
+            rows = np.arange(p_beat + seg_min if jumps else max(seg_min, 1), n)
+            if rows.size and last_start > 0:
+                sub = cands.full[rows, : last_start + 1]
+                left_all = need - (times[rows][:, None] - times[: last_start + 1][None, :])
+                cap = np.maximum(capacity(len(jumps) + 1, middle + np.maximum(times[rows] - p_time, 0.0)),
+                                 0.55 * period)[:, None]
+                ok = np.isfinite(sub) & (np.abs(left_all) <= cap)
+                if ok.any():
+                    flat = np.flatnonzero(ok)
+                    excess_all = np.abs(left_all.reshape(-1)[flat])
+                    order = flat[np.argsort(SEAM_WEIGHT * sub.reshape(-1)[flat] + RESIDUAL_WEIGHT * excess_all / period)[:24]]
+                    fa = rows[order // sub.shape[1]]
+                    fb = order % sub.shape[1]
+                    a = np.concatenate([a, fa])
+                    b = np.concatenate([b, fb])
+                    cost = np.concatenate([cost, cands.full[fa, fb]])
+                    back = np.concatenate([back, times[fa] - times[fb]])
+            if a.size == 0:
+                break
+            left = need - back
+            # pacing: how far the jump's length is from an even share of what remains
+            if need > 0:
+                goal = need / max(1, round(need / typical))
+            else:
+                goal = need
+            same_sign = np.sign(back) == np.sign(goal)
+            pace = np.where(same_sign, np.log(np.maximum(np.abs(back), 1e-3) / max(abs(goal), 1e-3)) ** 2, 4.0)
+            # finishing right after this jump must leave the real ending intact
+            finishing = np.abs(left) <= np.maximum(capacity(len(jumps) + 1, middle + times[a] - p_time),
+                                                   0.55 * period) + 1e-3
+            tail_ok = times[b] <= duration - tail_min
+            pace = np.where(finishing & ~tail_ok, pace + 3.0, pace)
+            # a remainder too small for one more jump, or past the target, forces
+            # detours (forward jumps, tiny loops): only finishing jumps may leave it
+            min_back = 1.5 * min_lag * period
+            settles = finishing & tail_ok
+            if need > 0:
+                allowed = settles | (left >= min_back)
+            else:
+                # shortening: a further forward jump must remain possible after landing
+                allowed = settles | ((left <= -min_back) & (back < 0) & (b + seg_min + min_lag <= last_start))
+                pace = np.where(settles, pace, pace + 2.0)  # fewest seams
+            if not allowed.any():
+                break
+            a, b, cost, back, left = a[allowed], b[allowed], cost[allowed], back[allowed], left[allowed]
+            pace, finishing, tail_ok = pace[allowed], finishing[allowed], tail_ok[allowed]
+            # prefer finishes that need little absorbing (seam shifts, varispeed)
+            pace = np.where(finishing & tail_ok, pace + RESIDUAL_WEIGHT * np.abs(left) / period, pace)
+            plays_sum = np.concatenate([[0.0], np.cumsum(plays)])
+            # reuse: how often the material after the landing (about one typical segment)
+            # and the segment that this jump ends have been played already
+            ahead = np.minimum(b + typical_beats, n)
+            reuse = REUSE_AHEAD * (plays_sum[ahead] - plays_sum[b]) / np.maximum(ahead - b, 1)
+            reuse = reuse + REUSE_BEHIND * (plays_sum[a] - plays_sum[p_beat]) / np.maximum(a - p_beat, 1)
+            lag_rep = np.zeros(len(b))
+            for previous in backs:
+                lag_rep += np.exp(-(((back - previous) / 1.0) ** 2))
+            same = np.zeros(len(b))
+            for prev_a, prev_b in jumps:
+                same += (np.abs(a - prev_a) <= 2) & (np.abs(b - prev_b) <= 2)
+            # even segment lengths keep any one repetition lag from dominating
+            if jumps:
+                seg_len = np.maximum(times[a] - p_time, 1e-3)
+                pace = pace + SEGMENT_EVENNESS * np.log(seg_len / typical) ** 2
+            # the real ending that a finishing jump leads into is a segment too
+            tail_len = np.maximum(duration - times[b], 1e-3)
+            long_tail = np.maximum(np.log(tail_len / max(typical, tail_min)), 0.0) ** 2
+            pace = np.where(finishing & tail_ok, pace + SEGMENT_EVENNESS * long_tail, pace)
+            # mood: steer the running loudness and brightness of the output (with the
+            # segment this jump ends and the one it starts) towards the song's
+            seg_d = cum_d[a] - cum_d[p_beat] + cum_d[np.minimum(b + typical_beats, n)] - cum_d[b]
+            seg_p = cum_p[a] - cum_p[p_beat] + cum_p[np.minimum(b + typical_beats, n)] - cum_p[b]
+            seg_pc = cum_pc[a] - cum_pc[p_beat] + cum_pc[np.minimum(b + typical_beats, n)] - cum_pc[b]
+            acc_d, acc_p, acc_pc = plays @ beat_dur + tail_d, plays @ beat_power + tail_p, plays @ (beat_power * centroid) + tail_pc
+            new_power = (acc_p + seg_p) / (acc_d + seg_d)
+            new_centroid = (acc_pc + seg_pc) / (acc_p + seg_p + 1e-12)
+            mood = (MOOD_LOUDNESS_WEIGHT * np.abs(10.0 * np.log10(np.maximum(new_power, 1e-20) / song_mean_power))
+                    + MOOD_CENTROID_WEIGHT * 100.0 * np.abs(new_centroid / song_centroid - 1.0))
+            total = SEAM_WEIGHT * cost + 0.5 * pace + reuse + 1.0 * lag_rep + 3.0 * same + MOOD_STEP * mood
+            if greedy:
+                pick = int(np.argmin(total))
+            else:
+                finite = np.isfinite(total)
+                temperature = SAMPLING_TEMPERATURE * (0.5, 1.0, 2.0)[restart % 3]
+                weights = np.where(finite, np.exp(-(total - np.min(total)) / temperature), 0.0)
+                pick = int(rng.choice(len(total), p=weights / weights.sum()))
+            ja, jb = int(a[pick]), int(b[pick])
+            # the plan is judged by its seams and its final shape; the other step terms only guide
+            score += float(SEAM_WEIGHT * cost[pick] + 3.0 * same[pick] + 1.0 * lag_rep[pick])
+            plays[p_beat:ja] += 1
+            if head_end is None:
+                head_end = float(times[ja])
+            elapsed += float(times[ja]) - p_time
+            jumps.append((ja, jb))
+            backs.append(float(back[pick]))
+            p_beat, p_time = jb, float(times[jb])
+        plays[p_beat:] += 1
+        residual = target_seconds - elapsed - (duration - p_time)
+        middle = (elapsed - head_end) if len(jumps) >= 2 else elapsed
+        excess = max(0.0, abs(residual) - capacity(len(jumps), middle))
+        tail_bad = p_time > duration - tail_min + 1e-6
+        score += 50.0 * excess + 0.3 * len(jumps) + (100.0 if tail_bad else 0.0)
+        score += 2.0 * abs(residual) / period
+        score += mood_drift(plays)
+        if extra > 0:
+            segments_s = [(0.0, float(times[jumps[0][0]]))] if jumps else [(0.0, duration)]
+            for k, (ja, jb) in enumerate(jumps):
+                end = float(times[jumps[k + 1][0]]) if k + 1 < len(jumps) else duration
+                segments_s.append((float(times[jb]), end))
+            score += REPETITION_WEIGHT * _modal_lag_share(segments_s, duration, target_seconds)
+        inner = plays[n // 10: n - n // 10]
+        score += BALANCE_WEIGHT * float(np.std(inner) / (np.mean(inner) + 1e-9))  # spread reuse over the song
+        if best is None or score < best.score:
+            best = PlannedPath(list(jumps), score, residual)
+    if best is None:  # n_restarts < 1
+        raise ValueError("n_restarts must be at least 1")
+    if abs(best.residual_seconds) > 0.6 * period + capacity(len(best.jumps), target_seconds) and not _relaxed:
+        relaxed = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost,
+                            n_restarts=n_restarts, _relaxed=True)
+        if abs(relaxed.residual_seconds) < abs(best.residual_seconds):
+            return relaxed
+    return best
+
+
+def _modal_lag_share(segments: list, duration: float, target_seconds: float, *, bin_seconds: float = 0.3,
+                     min_lag_seconds: float = 4.0) -> float:
+    """Share of the output past the song's length that replays material at one single lag.
+
+    ``segments`` are the source spans ``(start, end)`` in seconds in output order.
+    Where two segments share source material, the later one repeats the earlier at
+    the lag of their output offsets; the lengths past ``duration`` are summed per lag
+    (bins of ``bin_seconds``, neighbours merged) and the largest sum is returned over
+    ``target_seconds - duration``. A plain loop scores about 1.
+    """
+    past = target_seconds - duration
+    if past <= 0 or len(segments) < 2:
+        return 0.0
+    starts = np.cumsum([0.0] + [end - start for start, end in segments[:-1]])
+    totals: dict = {}
+    for j in range(1, len(segments)):
+        sj0, sj1 = segments[j]
+        offset_j = starts[j] - sj0
+        for i in range(j):
+            si0, si1 = segments[i]
+            lo, hi = max(si0, sj0), min(si1, sj1)
+            if hi <= lo:
+                continue
+            lag = offset_j - (starts[i] - si0)
+            if lag < min_lag_seconds:
+                continue
+            out_lo, out_hi = max(lo + offset_j, duration), hi + offset_j
+            if out_hi > out_lo:
+                key = int(round(lag / bin_seconds))
+                totals[key] = totals.get(key, 0.0) + (out_hi - out_lo)
+    if not totals:
+        return 0.0
+    best = max(sum(totals.get(key + d, 0.0) for d in (-1, 0, 1)) for key in totals)
+    return float(min(best / past, 1.0))
+
+
+def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: _Candidates, *,
+                     seg_min: int, last_start: int, capacity) -> Optional[PlannedPath]:
+    """Best one- or two-jump shortening, by exhaustive search (None if none fits).
+
+    One jump: every allowed pair of beats. Two jumps: every pair of the top
+    candidate jumps with a middle segment of at least ``seg_min`` beats. The score
+    is the seam cost plus the length residual the absorbers must take, with a
+    small charge for the second seam.
+    """
+    times = analysis.beat_seconds
+    duration = analysis.duration_seconds
+    period = analysis.beat_period_seconds
+    need = target_seconds - duration
+    n = analysis.n_beats
+    options = []
+    # one jump
+    a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
+    keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
+    a_idx, b_idx = a_idx[keep], b_idx[keep]
+    if a_idx.size:
+        left = need - (times[a_idx] - times[b_idx])
+        cap = capacity(1, times[a_idx])
+        score = (SEAM_WEIGHT * cands.full[a_idx, b_idx] + 4.0 * np.abs(left) / period
+                 + 50.0 * np.maximum(np.abs(left) - cap, 0.0))
+        k = int(np.argmin(score))
+        options.append((float(score[k]), [(int(a_idx[k]), int(b_idx[k]))], float(left[k])))
+    # two jumps, both forward, from the top candidates
+    forward = (cands.b > cands.a) & (cands.a >= seg_min)
+    a1, b1, c1, back1 = cands.a[forward], cands.b[forward], cands.cost[forward], cands.back_seconds[forward]
+    second = forward & (cands.b <= last_start)
+    a2, b2, c2, back2 = cands.a[second], cands.b[second], cands.cost[second], cands.back_seconds[second]
+    if a1.size and a2.size and a1.size * a2.size <= 16_000_000:
+        left = need - back1[:, None] - back2[None, :]
+        valid = (a2[None, :] >= b1[:, None] + seg_min) & (np.abs(left) <= 0.6 * period + 0.5)
+        if valid.any():
+            middle = times[a2][None, :] - times[b1][:, None]
+            varied = np.where(middle >= 30.0, middle, middle + times[a1][:, None])
+            cap = capacity(2, varied)
+            score = (SEAM_WEIGHT * (c1[:, None] + c2[None, :]) + 4.0 * np.abs(left) / period
+                     + 50.0 * np.maximum(np.abs(left) - cap, 0.0) + 0.5)
+            score = np.where(valid, score, np.inf)
+            flat = int(np.argmin(score))
+            i, j = divmod(flat, a2.size)
+            options.append((float(score[i, j]), [(int(a1[i]), int(b1[i])), (int(a2[j]), int(b2[j]))],
+                            float(left[i, j])))
+    if not options:
+        return None
+    score, jumps, residual = min(options, key=lambda option: option[0])
+    if not np.isfinite(score) or abs(residual) > 0.6 * period + 0.5:
+        return None
+    return PlannedPath(jumps, score, residual)
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+def _normalised_xcorr(reference: np.ndarray, signal: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of ``reference`` against each offset of ``signal``."""
+    n = reference.size
+    ref = reference - reference.mean()
+    size = 1 << int(np.ceil(np.log2(signal.size + n)))
+    raw = np.fft.irfft(np.fft.rfft(signal, size) * np.conj(np.fft.rfft(ref, size)), size)[: signal.size - n + 1]
+    energy = np.cumsum(np.concatenate([[0.0], signal.astype(np.float64) ** 2]))
+    sums = np.cumsum(np.concatenate([[0.0], signal.astype(np.float64)]))
+    window_energy = energy[n:] - energy[:-n] - (sums[n:] - sums[:-n]) ** 2 / n
+    denom = np.sqrt(np.maximum(window_energy, 1e-12) * max(float(np.sum(ref ** 2)), 1e-12))
+    return raw / denom
+
+
+def _crossfade_gains(n: int, rho: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-out and fade-in gains with ``g_out^2 + g_in^2 + 2 rho g_out g_in = 1``."""
+    u = (np.arange(n) + 0.5) / n
+    u = 0.5 - 0.5 * np.cos(np.pi * u)  # smooth start and end
+    v = 1.0 - u
+    rho = float(np.clip(rho, 0.0, 1.0))
+    k = 1.0 / np.sqrt(u * u + v * v + 2.0 * rho * u * v)
+    return (v * k).astype(np.float32), (u * k).astype(np.float32)
+
+
+@dataclass
+class _Piece:
+    """A source segment ready to splice: ``audio[start:end]`` is its nominal extent."""
+
+    audio: np.ndarray   # (n, channels), with margins around [start, end)
+    mono: np.ndarray
+    start: int
+    end: int
+    source_offset: int = 0   # source sample of audio[0]
+    scale: float = 1.0       # piece samples per source sample (varispeed)
+
+    def source_seconds(self, index: int, sample_rate: int) -> float:
+        return (self.source_offset + index / self.scale) / float(sample_rate)
+
+
+def _make_piece(samples: np.ndarray, start: int, end: int, *, margin: int, rate: float,
+                sample_rate: int) -> _Piece:
+    lo = max(0, start - margin)
+    hi = min(samples.shape[0], end + margin)
+    chunk = samples[lo:hi]
+    if rate != 1.0:
+        chunk = _varispeed(chunk, rate, sample_rate)
+        scale = chunk.shape[0] / float(hi - lo)
+        return _Piece(chunk, chunk.mean(axis=1), int(round((start - lo) * scale)), int(round((end - lo) * scale)),
+                      lo, scale)
+    return _Piece(chunk, chunk.mean(axis=1), start - lo, end - lo, lo, 1.0)
+
+
+def _align(piece_a: "_Piece", piece_b: "_Piece", *, window: int, reach: int, search: int):
+    """Correlation of A's natural continuation with B at each offset x of B's start.
+
+    Returns ``(xc, offsets, x0)``: the normalised correlation, the offsets (samples)
+    it is given at, and ``x0``, the best offset within ``+-search`` (the groove
+    alignment). ``xc`` and ``offsets`` are None when A is silent there.
+    """
+    ref = piece_a.mono[piece_a.end - window // 2: piece_a.end + window]
+    lo = max(0, piece_b.start - window // 2 - reach)
+    hi = min(piece_b.mono.size, piece_b.start + window + reach)
+    if ref.size != window // 2 + window or np.std(ref) <= 1e-6 or hi - lo <= ref.size:
+        return None, None, 0
+    xc = _normalised_xcorr(ref, piece_b.mono[lo:hi])
+    offsets = np.arange(xc.size) + lo - (piece_b.start - window // 2)
+    in_search = np.abs(offsets) <= search
+    x0 = int(offsets[in_search][np.argmax(xc[in_search])]) if in_search.any() else 0
+    return xc, offsets, x0
+
+
+_MEL_CACHE: dict = {}
+
+
+def _local_log_mel(signal: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """40-band log-mel (dB) of each row of ``signal`` [shape=(n, length)] -> (n, 40)."""
+    n_fft = 1 << int(np.ceil(np.log2(signal.shape[1])))
+    key = (sample_rate, n_fft)
+    if key not in _MEL_CACHE:
+        from harmonizer_cli.core.analysis import mel_filterbank
+
+        _MEL_CACHE[key] = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=40, fmin=40.0)
+    window = np.hanning(signal.shape[1]).astype(np.float32)
+    spectrum = np.abs(np.fft.rfft(signal * window, n_fft, axis=1)) ** 2
+    return 10.0 * np.log10(spectrum @ _MEL_CACHE[key].T + 1e-10)
+
+
+def _quiet_cut_offset(piece_a: "_Piece", piece_b: "_Piece", x0: int, *, period_samples: int,
+                      sample_rate: int) -> tuple[int, float]:
+    """Offset (samples, from the beat) of the least exposed cut point near the beat.
+
+    Candidates every 5 ms from half a beat before the beat to 30 % after; each is
+    scored by the spectral jump between the 50 ms of A before it and the 50 ms of B
+    after it (dB, as a listener or a novelty detector hears a splice) plus the
+    sample-step crest of A and B within +-5 ms of it (transients expose a cut).
+    """
+    step = max(1, int(0.005 * sample_rate))
+    length = int(0.05 * sample_rate)
+    half = int(0.005 * sample_rate)
+    deltas = np.arange(-int(0.5 * period_samples), int(0.3 * period_samples) + 1, step)
+    a_at = piece_a.end + deltas
+    b_at = piece_b.start + x0 + deltas
+    ok = (a_at - length >= 0) & (a_at + length <= piece_a.mono.size) & \
+         (b_at - length >= 0) & (b_at + length <= piece_b.mono.size)
+    if not ok.any():
+        return 0, 0.0
+    deltas, a_at, b_at = deltas[ok], a_at[ok], b_at[ok]
+    idx = np.arange(length)
+    before_a = piece_a.mono[a_at[:, None] - length + idx]
+    after_b = piece_b.mono[b_at[:, None] + idx]
+    mel_a, mel_b = _local_log_mel(before_a, sample_rate=sample_rate), _local_log_mel(after_b, sample_rate=sample_rate)
+    floor = max(mel_a.max(), mel_b.max()) - 80.0
+    novelty = np.mean(np.abs(np.maximum(mel_a, floor) - np.maximum(mel_b, floor)), axis=1)
+    around = np.arange(-half, half)
+
+    def crest(mono: np.ndarray, at: np.ndarray) -> np.ndarray:
+        region = mono[at[:, None] + around]
+        return np.max(np.abs(np.diff(region, axis=1)), axis=1) / (np.sqrt(np.mean(region ** 2, axis=1)) + 1e-9)
+
+    exposure = novelty / 4.0 + np.maximum(crest(piece_a.mono, a_at), crest(piece_b.mono, b_at)) / 3.0
+    exposure = exposure + 0.1 * np.abs(deltas) / max(1, period_samples)  # ties: stay near the beat
+    best = int(np.argmin(exposure))
+    return int(deltas[best]), float(novelty[best])
+
+
+def _varispeed(chunk: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
+    """Play ``chunk`` longer by ``rate`` (rate > 1 lengthens: lower pitch by a few cents)."""
+    import soxr
+
+    out = soxr.resample(np.ascontiguousarray(chunk, dtype=np.float32), float(sample_rate),
+                        float(sample_rate) * rate, quality="HQ")
+    out = np.asarray(out, dtype=np.float32).reshape(-1, chunk.shape[1])
+    peak = float(np.max(np.abs(chunk)))
+    return np.clip(out, -peak, peak)  # resampling must not raise the peak
+
+
+def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seconds: float,
+            ) -> tuple[np.ndarray, list, list, float]:
+    samples = audio.samples
+    sample_rate = audio.sample_rate
+    n_source = samples.shape[0]
+    n_target = int(round(target_seconds * sample_rate))
+    times = analysis.beat_seconds
+    to_sample = lambda seconds: int(round(seconds * sample_rate))  # noqa: E731
+    bounds = [0]
+    for a, b in plan.jumps:
+        bounds += [to_sample(times[a]), to_sample(times[b])]
+    bounds.append(n_source)
+    spans = [(bounds[2 * k], bounds[2 * k + 1]) for k in range(len(bounds) // 2)]
+    if not plan.jumps:
+        out = samples.copy()
+        if n_target != n_source:  # only when the target equals the length within a ms
+            out = out[:n_target] if n_target < n_source else np.concatenate(
+                [out, np.zeros((n_target - n_source, out.shape[1]), np.float32)])
+        return out, [], [{"source_start": 0.0, "source_end": n_source / sample_rate, "output_start": 0.0}], 1.0
+
+    n_seams = len(spans) - 1
+    planned = sum(end - start for start, end in spans)
+    residual = n_target - planned
+    # without a pulse there is no groove to keep: a seam may move by up to half a grid unit
+    seam_shift = NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS
+    max_shift = int(round(seam_shift * sample_rate))
+    seam_budget = int(0.6 * n_seams * max_shift)
+    # varispeed only what the seams cannot absorb, on the middle (or the head if no middle)
+    varied = list(range(1, len(spans) - 1))
+    varied_len = sum(spans[k][1] - spans[k][0] for k in varied)
+    if varied_len < 30 * sample_rate:  # a short middle: the head shares the varispeed
+        varied = list(range(0, len(spans) - 1))
+        varied_len = sum(spans[k][1] - spans[k][0] for k in varied)
+    rate = 1.0
+    if abs(residual) > seam_budget and varied_len > 0:
+        want = residual - np.sign(residual) * seam_budget
+        rate = float(np.clip(1.0 + want / varied_len, 0.98, 1.02))
+    fallback = analysis.fallback is not None
+    fade = int(round((NO_PULSE_CROSSFADE_SECONDS if fallback else CROSSFADE_SECONDS) * sample_rate))
+    fades = [fade] * n_seams
+    long_fade = int(round(max(seconds for _, seconds in LONG_FADES) * sample_rate))
+    search = int(round(0.015 * sample_rate))
+    margin = (max(fade, long_fade) + search + 2 * max_shift + abs(residual) + int(0.12 * sample_rate)
+              + int(0.5 * analysis.beat_period_seconds * sample_rate))
+    pieces = [_make_piece(samples, start, end, margin=margin, rate=(rate if k in varied else 1.0),
+                          sample_rate=sample_rate) for k, (start, end) in enumerate(spans)]
+    nominal = [piece.end - piece.start for piece in pieces]
+    peak_limit = float(np.max(np.abs(samples)))
+    peak_limit = min(peak_limit, 1.0) if peak_limit <= 1.0 else peak_limit
+
+    # groove alignment of every seam first (waveform correlation of A's natural
+    # continuation with B, within +-15 ms of the beat grid), then spread the length
+    # residual over the seams, each snapped to a correlation peak near its share
+    window = int(0.030 * sample_rate)
+    reach = search + 2 * max_shift + abs(residual) // max(1, n_seams) + int(0.003 * sample_rate)
+    alignments = [_align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search)
+                  for k in range(n_seams)]
+    # move each cut (in both A and B, so the musical alignment is kept) to the point near
+    # the beat where the splice is least exposed: a steady spot where the sound before
+    # the cut in A and after it in B match
+    if not fallback:
+        period_samples = int(round(analysis.beat_period_seconds * sample_rate))
+        moved = False
+        for k in range(n_seams):
+            piece_a, piece_b = pieces[k], pieces[k + 1]
+            delta, novelty = _quiet_cut_offset(piece_a, piece_b, alignments[k][2], period_samples=period_samples,
+                                               sample_rate=sample_rate)
+            # where the two sides still differ in spectrum, a longer crossfade makes the
+            # change gradual (the cut points sit between onsets, so nothing is smeared)
+            for limit, seconds in LONG_FADES:
+                if novelty > limit:
+                    fades[k] = max(fades[k], int(round(seconds * sample_rate)))
+            if delta:
+                piece_a.end += delta
+                piece_b.start += delta
+                moved = True
+        if moved:
+            nominal = [piece.end - piece.start for piece in pieces]
+            alignments = [_align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4)
+                          for k in range(n_seams)]
+
+    out_blocks: list = []
+    out_len = 0
+    seams: list = []
+    segments: list = []
+    cursor = pieces[0].start  # position in the current piece where output continues
+    current = 0
+    source_start = pieces[0].source_seconds(pieces[0].start, sample_rate)
+    for k in range(n_seams):
+        piece_a, piece_b = pieces[k], pieces[k + 1]
+        cut_a = piece_a.end
+        xc, offsets, x0 = alignments[k]
+        # output length if A is cut at cut_a and every remaining seam is groove-aligned
+        projected = out_len + (cut_a - cursor) + sum(nominal[k + 1:]) - sum(al[2] for al in alignments[k:])
+        seams_left = n_seams - k
+        wanted = n_target - projected  # > 0: the output must get longer
+        shift = wanted if seams_left == 1 else int(np.clip(wanted / seams_left, -max_shift, max_shift))
+        desired = x0 - shift  # B continues at its nominal start + x: output change is -x
+        if xc is not None:
+            tol = int(0.002 * sample_rate) if seams_left > 1 else int(0.0005 * sample_rate)
+            near = np.abs(offsets - desired) <= tol
+            x = int(offsets[near][np.argmax(xc[near])]) if near.any() else desired
+        else:
+            x = desired
+        start_b = piece_b.start + x
+        fade = fades[k]
+        start_b = int(np.clip(start_b, fade // 2, piece_b.audio.shape[0] - 1))
+        half = fade // 2
+        # A up to the crossfade, then the crossfade
+        out_blocks.append(piece_a.audio[cursor:cut_a - half])
+        seg_a = piece_a.audio[cut_a - half: cut_a - half + fade]
+        seg_b = piece_b.audio[start_b - half: start_b - half + fade]
+        if seg_a.shape[0] == fade and seg_b.shape[0] == fade:
+            local_rho = float(np.clip(np.sum(seg_a * seg_b) / (np.sqrt(np.sum(seg_a ** 2) * np.sum(seg_b ** 2)) + 1e-12), 0, 1))
+            g_out, g_in = _crossfade_gains(fade, local_rho)
+            mixed = seg_a * g_out[:, None] + seg_b * g_in[:, None]
+            limit = max(float(np.max(np.abs(seg_a))), float(np.max(np.abs(seg_b))))
+            limit = min(limit, peak_limit) if peak_limit <= 1.0 else limit
+            if float(np.max(np.abs(mixed))) > limit:
+                linear_out, linear_in = _crossfade_gains(fade, 1.0)
+                for blend in (0.75, 0.5, 0.25, 0.0):
+                    go = blend * g_out + (1 - blend) * linear_out
+                    gi = blend * g_in + (1 - blend) * linear_in
+                    mixed = seg_a * go[:, None] + seg_b * gi[:, None]
+                    if float(np.max(np.abs(mixed))) <= limit:
+                        break
+            out_blocks.append(mixed.astype(np.float32))
+        else:  # at the very edge of the audio: hard cut (not expected)
+            out_blocks.append(piece_b.audio[start_b - half: start_b - half + fade])
+        out_len += (cut_a - half - cursor) + fade
+        seam_time = (out_len - fade + half) / sample_rate
+        segments.append({"source_start": round(source_start, 4),
+                         "source_end": round(piece_a.source_seconds(cut_a, sample_rate), 4)})
+        seams.append(round(seam_time, 4))
+        cursor = start_b - half + fade
+        current = k + 1
+        source_start = piece_b.source_seconds(start_b, sample_rate)
+    last = pieces[current]
+    out_blocks.append(last.audio[cursor:])
+    out = np.concatenate(out_blocks, axis=0)
+    segments.append({"source_start": round(source_start, 4), "source_end": round(n_source / sample_rate, 4)})
+    starts = [0.0] + seams
+    for segment, start in zip(segments, starts):
+        segment["output_start"] = round(start, 4)
+    if out.shape[0] != n_target:
+        # the last seam absorbs the exact remainder; a few samples can remain from rounding
+        difference = n_target - out.shape[0]
+        if abs(difference) > int(0.005 * sample_rate):
+            raise AudioError(f"cannot recompose this song to {target_seconds:.2f} s "
+                             "(too few usable beats; try another length)")
+    return out, seams, segments, rate
+
+
+# ---------------------------------------------------------------------------
+# Engines
+# ---------------------------------------------------------------------------
+
+def _extend_neural(audio: Audio, mono: np.ndarray, target_seconds: float, predictor,
+                   on_progress: ProgressFn) -> np.ndarray:
+    n_target = int(round(target_seconds * audio.sample_rate))
+    if n_target <= audio.n_samples:
+        raise ConfigError("the neural engine only extends: the target must be longer than the song "
+                          "(use the guided engine to shorten)")
+    features = np.asarray(predictor.frame_features(mono), dtype=np.float32)
+    n_in, n_out = int(predictor.n_input_frames), int(predictor.n_output_frames)
+    frame_seconds = float(getattr(predictor, "frame_seconds", 1.0))
+    if features.shape[0] < n_in:
+        raise AudioError(f"too short for the neural engine (needs {n_in * frame_seconds:.0f} s of context)")
+    # the last frame is zero-padded by framing: use whole frames only as context
+    whole = int(mono.size // int(round(frame_seconds * 22050)))
+    history = features[:max(whole, n_in)]
+    missing = target_seconds - audio.duration_seconds
+    n_frames_needed = int(np.ceil(missing / frame_seconds))
+    generated = []
+    total = 0
+    while total < n_frames_needed:
+        context = history[-n_in:][None]
+        predicted = np.asarray(predictor.predict(context), dtype=np.float32)[0]
+        generated.append(predicted)
+        history = np.concatenate([history, predicted], axis=0)
+        total += predicted.shape[0]
+        if on_progress:
+            on_progress(min(total, n_frames_needed), n_frames_needed)
+    frames = np.concatenate(generated, axis=0)[:n_frames_needed]
+    rendered = np.asarray(predictor.render_frames(frames), dtype=np.float32).reshape(-1)
+    rendered = resample(rendered, from_rate=22050, to_rate=audio.sample_rate)
+    rendered = np.repeat(rendered[:, None], audio.n_channels, axis=1)
+    need = n_target - audio.n_samples
+    if rendered.shape[0] < need:
+        rendered = np.concatenate([rendered, np.zeros((need - rendered.shape[0], audio.n_channels), np.float32)])
+    peak = float(np.max(np.abs(rendered))) if rendered.size else 0.0
+    if peak > 1.0:
+        rendered = rendered / peak
+    return np.concatenate([audio.samples, rendered[:need]], axis=0)
+
+
+def extend_audio(
+    audio: Audio,
+    *,
+    target_seconds: float,
+    engine: str = "guided",
+    predictor=None,
+    seed: int = 0,
+    path: str | None = None,
+    on_progress: ProgressFn = None,
+) -> ExtensionResult:
+    """Extend or shorten ``audio`` to ``target_seconds``.
+
+    Parameters
+    ----------
+    audio : Audio
+        The original samples (their rate and channel count are kept).
+    target_seconds : float
+        Requested output length in seconds (> 0).
+    engine : {"guided", "neural"}
+        ``guided`` recombines the song's beats (default); ``neural`` appends the
+        predictor's frames (the seed paper's method; needs ``predictor``).
+    predictor : FramePredictor, optional
+        Guides the ``guided`` engine (target cost); required by ``neural``.
+    seed : int
+        Same seed and input give the same output.
+    path : str, optional
+        Named in error messages.
+    on_progress : callable(done, total), optional
+
+    Returns
+    -------
+    ExtensionResult
+
+    Raises
+    ------
+    AudioError
+        Too short to analyse (< 6 s or < 8 beats) or digital silence.
+    ConfigError
+        Unknown engine, non-positive target, or the neural engine asked to shorten.
+    ModelError
+        ``neural`` without a predictor.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if not np.isfinite(target_seconds) or target_seconds <= 0:
+        raise ConfigError(f"the target duration must be positive, got {target_seconds}")
+    timings: dict = {}
+    progress = on_progress or (lambda done, total: None)
+    clock = time.perf_counter()
+    mono = to_model_view(audio)
+    if engine == "neural":
+        if predictor is None:
+            raise ModelError("no model available: the neural engine needs a trained model (--model PATH)")
+        if float(np.max(np.abs(mono))) < 1e-4:
+            raise AudioError("is digital silence: nothing to extend", path=path)
+        out = _extend_neural(audio, mono, target_seconds, predictor, on_progress)
+        timings["render"] = round(time.perf_counter() - clock, 4)
+        length = round(audio.duration_seconds, 4)
+        segments = [{"source_start": 0.0, "source_end": length, "output_start": 0.0},
+                    {"source_start": None, "source_end": None, "output_start": length, "generated": True}]
+        return ExtensionResult(out, audio.sample_rate, [length], segments, "neural",
+                               getattr(predictor, "name", "model"), None, None, None, 1.0, timings)
+    progress(0, 3)
+    analysis = analyze_song(mono, path=path)
+    timings["analysis"] = round(time.perf_counter() - clock, 4)
+    progress(1, 3)
+    clock = time.perf_counter()
+    guidance = _TargetCost(predictor, mono) if predictor is not None else None
+    plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance)
+    timings["plan"] = round(time.perf_counter() - clock, 4)
+    progress(2, 3)
+    clock = time.perf_counter()
+    out, seams, segments, rate = _render(audio, analysis, plan, target_seconds)
+    timings["render"] = round(time.perf_counter() - clock, 4)
+    progress(3, 3)
+    return ExtensionResult(
+        samples=out, sample_rate=audio.sample_rate, seams_seconds=seams, segments=segments,
+        engine="guided", model=(getattr(predictor, "name", "model") if predictor is not None else None),
+        fallback=analysis.fallback, tempo_bpm=round(analysis.tempo_bpm, 2),
+        beats_per_bar=analysis.beats_per_bar, varispeed=round(rate, 6), timings=timings,
+    )
