@@ -19,7 +19,6 @@ __all__ = ["command", "parse_duration"]
 
 #: Extensions picked up when a folder is given as input.
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".opus", ".wma"}
-_KEEP_FORMAT = {"wav", "flac", "ogg", "mp3"}
 _FORMATS = ("wav", "flac", "ogg", "mp3")
 
 
@@ -73,8 +72,7 @@ def _expand_inputs(inputs: list[Path]) -> list[Path]:
 def _output_for(source: Path, *, output: Optional[Path], out_dir: Optional[Path], format: Optional[str]) -> Path:
     if output is not None:
         return output
-    suffix = source.suffix.lower().lstrip(".")
-    ext = format or (suffix if suffix in _KEEP_FORMAT else "wav")
+    ext = format or "wav"  # the issue: "default: the output's extension, else wav" (encoding mp3 is slow)
     folder = out_dir if out_dir is not None else source.parent
     return folder / f"{source.stem}.extended.{ext}"
 
@@ -155,7 +153,7 @@ def command(
     duration: Annotated[Optional[str], typer.Option("--duration", "-d", help="Target length as MM:SS or HH:MM:SS.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input only).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Folder for the outputs (created if missing).")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="wav, flac, ogg or mp3. Default: the output's extension; for default names the input's format when it is one of these, else wav.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="wav, flac, ogg or mp3. Default: the extension of -o/--output, else wav (default names are <stem>.extended.wav).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed and input give the same output.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs (never the input).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input on stdout.")] = False,
