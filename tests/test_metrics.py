@@ -1,0 +1,285 @@
+"""Extension-quality metrics: each measure must be able to fail on a synthetic defect."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from harmonizer_cli.cli import app
+from harmonizer_cli.core import metrics
+from harmonizer_cli.core.audio_io import Audio, load_audio
+
+from conftest import require_music
+
+RATE = 44100
+BEAT_SECONDS = 0.5
+CUTOFF_HZ = 16000.0
+
+
+def _lowpass(x: np.ndarray, cutoff_hz: float = CUTOFF_HZ, rate: int = RATE) -> np.ndarray:
+    """Brick-wall low-pass (like an mp3 encoder's) plus a decoder-like floor at -130 dB."""
+    spectrum = np.fft.rfft(x, axis=0)
+    spectrum[np.fft.rfftfreq(x.shape[0], 1.0 / rate) > cutoff_hz] = 0.0
+    floor = 3e-7 * np.random.default_rng(99).standard_normal(x.shape)
+    return np.fft.irfft(spectrum, n=x.shape[0], axis=0) + floor
+
+
+def _song(seconds: float, *, seed: int = 0, rate: int = RATE) -> np.ndarray:
+    """A seeded 'song' of two sections: a new random chord every 2 s (4 beats of 0.5 s)
+    with smooth 10 ms changes and a soft kick on every beat; the second half is louder
+    and brighter (more partials). Low-passed at 16 kHz like an mp3. Shape (n,), float64."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    beat = int(BEAT_SECONDS * rate)
+    chord = 4 * beat
+    n_chords = int(np.ceil(n / chord))
+    freqs = 110.0 * 2 ** (rng.integers(0, 24, size=(n_chords, 3)) / 12.0)
+    ramp = int(0.01 * rate)
+    out = np.zeros(n)
+    for k in range(n_chords):
+        lo, hi = max(0, k * chord - ramp), min(n, (k + 1) * chord + ramp)
+        env = np.ones(hi - lo)
+        env[:ramp] = np.linspace(0, 1, ramp)[: env.size]
+        env[-ramp:] = np.minimum(env[-ramp:], np.linspace(1, 0, ramp)[-env[-ramp:].size:])
+        bright = k * chord >= n // 2
+        partials = (1, 2, 3, 4, 5, 6) if bright else (1,)
+        tone = sum(np.sin(2 * np.pi * f * p * t[lo:hi] + rng.uniform(0, 2 * np.pi)) / p
+                   for f in freqs[k] for p in partials)
+        out[lo:hi] += (0.15 if bright else 0.07) * env * tone
+    for k in range(int(np.ceil(n / beat))):
+        length = min(beat, n - k * beat)
+        hit = np.sin(2 * np.pi * 60.0 * np.arange(length) / rate) * np.exp(-np.arange(length) / (0.05 * rate))
+        out[k * beat: k * beat + length] += 0.3 * hit  # a soft kick on every beat
+    out += 0.003 * rng.standard_normal(n)
+    return _lowpass(out, rate=rate)
+
+
+def _audio(x: np.ndarray, rate: int = RATE) -> Audio:
+    return Audio(np.asarray(x, dtype=np.float32)[:, None] if np.ndim(x) == 1 else np.asarray(x, np.float32), rate)
+
+
+@pytest.fixture(scope="module")
+def song() -> np.ndarray:
+    return _song(24.0, seed=1)
+
+
+def _beats(seconds: float) -> np.ndarray:
+    return np.arange(1.0, seconds - 1.0, BEAT_SECONDS)
+
+
+def _bad_splice(x: np.ndarray, *, cuts: list[tuple[float, float]], rate: int = RATE) -> tuple[np.ndarray, list]:
+    """Concatenate x[a:b] pieces (seconds) with hard cuts; return the output and the seam times.
+
+    Each cut is moved by up to 5 ms to where the jump between the two sides is largest
+    (deliberately not at a zero crossing)."""
+    mono = x if x.ndim == 1 else x.mean(axis=1)
+    bounds = [[int(a * rate), int(b * rate)] for a, b in cuts]
+    for k in range(len(bounds) - 1):
+        end, start = bounds[k][1], bounds[k + 1][0]
+        shift = int(np.argmax([abs(mono[end + d - 1] - mono[start + d]) for d in range(int(0.005 * rate))]))
+        bounds[k][1], bounds[k + 1][0] = end + shift, start + shift
+    pieces, seams, total = [], [], 0
+    for a, b in bounds:
+        piece = x[a:b]
+        pieces.append(piece)
+        total += piece.shape[0]
+        seams.append(total / rate)
+    return np.concatenate(pieces), seams[:-1]
+
+
+# --------------------------------------------------------------------------- seams
+
+
+def test_codec_cutoff_found_for_lowpassed_noise_and_none_for_full_band(rng):
+    noise = rng.standard_normal(RATE * 5)
+    cutoff = metrics.estimate_codec_cutoff(_lowpass(noise), sample_rate=RATE)
+    assert cutoff is not None and abs(cutoff - CUTOFF_HZ) < 700
+    assert metrics.estimate_codec_cutoff(noise, sample_rate=RATE) is None
+
+
+def test_hard_splice_raises_crest_novelty_and_broadband_above_beats(song):
+    beats = _beats(24.0)
+    # off the beat grid, mid-waveform, between the two sections
+    cuts = [(0.0, 6.13), (14.37, 18.61), (3.29, 9.0)]
+    spliced, seams = _bad_splice(song, cuts=cuts)
+    cutoff = metrics.estimate_codec_cutoff(song, sample_rate=RATE)
+    assert cutoff is not None
+    for name, measure in [("crest", metrics.seam_crest), ("novelty", metrics.seam_novelty)]:
+        at_beats = measure(song, sample_rate=RATE, times=beats)
+        at_seams = measure(spliced, sample_rate=RATE, times=seams)
+        assert np.nanmin(at_seams) > 1.1 * np.nanpercentile(at_beats, 95), name
+    at_beats = metrics.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
+    at_seams = metrics.seam_broadband(spliced, sample_rate=RATE, times=seams, cutoff_hz=cutoff)
+    assert np.nanmin(at_seams) > 100 * np.nanpercentile(at_beats, 95)
+
+
+def test_clean_seams_at_beats_score_like_beats(song):
+    """Seams that are really ordinary beats (no splice) have ratios near 1."""
+    beats = _beats(24.0)
+    for measure in (metrics.seam_crest, metrics.seam_novelty):
+        at_beats = measure(song, sample_rate=RATE, times=beats)
+        at_some = measure(song, sample_rate=RATE, times=beats[::5])
+        assert np.nanpercentile(at_some, 95) <= 1.1 * np.nanpercentile(at_beats, 95)
+
+
+def test_crossfaded_splice_on_a_beat_is_not_flagged_by_crest_or_broadband(song):
+    beats = _beats(24.0)
+    fade = int(0.01 * RATE)
+    a_end, b_start = int(8.0 * RATE), int(15.0 * RATE)  # both on beats
+    head, tail = song[: a_end + fade // 2].copy(), song[b_start - fade // 2:].copy()
+    ramp = np.sin(np.linspace(0, np.pi / 2, fade)) ** 2
+    mixed = head[-fade:] * (1 - ramp) + tail[:fade] * ramp
+    out = np.concatenate([head[:-fade], mixed, tail[fade:]])
+    seam = [(a_end + fade // 2 - fade / 2) / RATE]
+    cutoff = metrics.estimate_codec_cutoff(song, sample_rate=RATE)
+    crest_beats = metrics.seam_crest(song, sample_rate=RATE, times=beats)
+    assert metrics.seam_crest(out, sample_rate=RATE, times=seam)[0] <= 1.1 * np.percentile(crest_beats, 95)
+    broad_beats = metrics.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
+    assert metrics.seam_broadband(out, sample_rate=RATE, times=seam, cutoff_hz=cutoff)[0] <= 1.1 * np.percentile(
+        broad_beats, 95
+    )
+
+
+def test_detect_seams_finds_hard_cuts_to_the_millisecond(song):
+    cuts = [(0.0, 7.3), (15.1, 19.9), (2.2, 12.0)]
+    spliced, seams = _bad_splice(song, cuts=cuts)
+    found = metrics.detect_seams(_audio(song), _audio(spliced))
+    assert found.matched_share > 0.9
+    assert len(found.times) == len(seams)
+    np.testing.assert_allclose(found.times, seams, atol=0.001)
+
+
+def test_detect_seams_finds_nothing_in_an_unchanged_copy(song):
+    found = metrics.detect_seams(_audio(song), _audio(song))
+    assert len(found.times) == 0
+
+
+# --------------------------------------------------------------------------- dips, ending
+
+
+def test_level_dip_detects_a_quiet_gap(song):
+    gapped = song.copy()
+    gapped[int(10 * RATE): int(12 * RATE)] *= 0.01  # -40 dB for 2 s
+    clean = metrics.level_dip_db(song, sample_rate=RATE)
+    dipped = metrics.level_dip_db(gapped, sample_rate=RATE)
+    assert clean < 8.0  # the quiet section sits about 5 dB below the median
+    assert dipped > clean + 25.0
+
+
+def test_identical_ending_correlates_and_a_faded_one_does_not(song):
+    original = _audio(song)
+    longer = _audio(np.concatenate([song[: int(10 * RATE)], song]))
+    same = metrics.ending_match(original, longer)
+    assert same["correlation"] > 0.999 and same["lag_seconds"] == 0.0
+    faded = song.copy()
+    faded[-int(10 * RATE):] *= np.linspace(1.0, 0.0, int(10 * RATE))
+    worse = metrics.ending_match(original, _audio(faded))
+    assert worse["correlation"] < 0.95
+
+
+def test_padded_silence_and_cut_tail_are_reported(song):
+    original = _audio(song)
+    padded = _audio(np.concatenate([song, np.zeros(RATE)]))
+    assert metrics.trailing_silence_seconds(padded) - metrics.trailing_silence_seconds(original) == pytest.approx(1.0, abs=0.01)
+    cut = metrics.ending_match(original, _audio(song[: -int(0.02 * RATE)]))
+    assert cut["lag_seconds"] == pytest.approx(-0.02, abs=0.001)
+
+
+# --------------------------------------------------------------------------- repetition
+
+
+def test_tiled_loop_repeats_at_one_lag_and_fresh_material_does_not():
+    rate = 22050
+    loop = _song(20.0, seed=2, rate=rate)
+    tiled = np.tile(loop, 3)
+    fresh = _song(60.0, seed=3, rate=rate)
+    start = int(round(20.0 / metrics.REPETITION_FRAME_SECONDS))
+    tile_shares = metrics.repetition_shares(metrics.repetition_features(tiled.astype(np.float32)), start_frame=start)
+    fresh_shares = metrics.repetition_shares(metrics.repetition_features(fresh.astype(np.float32)), start_frame=start)
+    assert tile_shares["past"] > 0.9
+    assert tile_shares["modal_lag_frames"] * metrics.REPETITION_FRAME_SECONDS == pytest.approx(20.0, abs=0.3)
+    assert fresh_shares["past"] < 0.2
+
+
+# --------------------------------------------------------------------------- mood, report
+
+
+def test_key_of_a_major_profile_is_found():
+    chroma = np.roll(np.array([1.0, 0, 0.5, 0, 0.8, 0.6, 0, 0.9, 0, 0.5, 0, 0.3]), 7)  # G major-ish
+    name, corr = metrics.estimate_key(chroma)
+    assert name == "G major" and corr > 0.7
+
+
+@pytest.fixture(scope="module")
+def stereo_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pair")
+    song = _song(30.0, seed=4)
+    stereo = np.stack([song, 0.9 * song], axis=1)
+    # from the soft section into the bright one; the last 13 s (the real ending) untouched
+    extended, seams = _bad_splice(stereo, cuts=[(0.0, 5.13), (16.31, 30.0)])
+    sf.write(folder / "orig.wav", stereo, RATE, subtype="FLOAT")
+    sf.write(folder / "ext.wav", extended, RATE, subtype="FLOAT")
+    return folder, seams, extended.shape[0] / RATE
+
+
+def test_report_is_json_able_and_flags_the_bad_splice(stereo_pair):
+    folder, seams, seconds = stereo_pair
+    original, extended = load_audio(folder / "orig.wav"), load_audio(folder / "ext.wav")
+    report = metrics.extension_report(original, extended, seams=seams, target_seconds=seconds,
+                                      beat_times=_beats(30.0))
+    json.dumps(report)
+    checks = metrics.targets_met(report)
+    assert checks["duration"] and checks["format_kept"]
+    assert checks["seam_crest"] is False and checks["seam_novelty"] is False and checks["seam_broadband"] is False
+    assert checks["ending"] is True  # the splice keeps the real ending
+    assert report["seams"]["crest"]["p_value"] < 0.05  # beyond the luck of one seam
+    assert len(metrics.summary_rows(report, checks)) > 10
+
+
+def test_evaluate_extension_cli_json_with_extend_style_seams(stereo_pair, tmp_path):
+    folder, seams, seconds = stereo_pair
+    record = {"input": "x", "output": str(folder / "ext.wav"), "seams": seams, "target_seconds": seconds}
+    (tmp_path / "extend.json").write_text(json.dumps(record) + "\n")
+    result = CliRunner().invoke(app, ["evaluate", "--extension", str(folder / "orig.wav"), str(folder / "ext.wav"),
+                                      "--seams", str(tmp_path / "extend.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["seams"]["source"] == "given" and data["seams"]["count"] == 1
+    assert data["duration"]["error_seconds"] == pytest.approx(0.0, abs=1e-6)
+    assert data["targets_met"]["seam_crest"] is False
+
+
+def test_evaluate_extension_cli_rejects_bad_seams_file(stereo_pair, tmp_path):
+    folder, _, _ = stereo_pair
+    (tmp_path / "bad.json").write_text("{not json")
+    result = CliRunner().invoke(app, ["evaluate", "--extension", str(folder / "orig.wav"), str(folder / "ext.wav"),
+                                      "--seams", str(tmp_path / "bad.json")])
+    assert result.exit_code == 2
+    assert "bad.json" in result.output
+
+
+def test_evaluate_without_extension_says_model_evaluation_is_missing():
+    result = CliRunner().invoke(app, ["evaluate"])
+    assert result.exit_code != 0
+    assert "not implemented" in result.output
+
+
+# --------------------------------------------------------------------------- real music
+
+
+@pytest.mark.music
+def test_calibration_on_a_real_song_tile_and_second_half():
+    path = next(p for p in require_music() if p.name.startswith("summer-party"))
+    audio = load_audio(path)
+    view = metrics._analysis_view(audio)
+    step = metrics.REPETITION_FRAME_SECONDS
+    own = metrics.repetition_shares(metrics.repetition_features(view), start_frame=int(view.size / 22050 / 2 / step))
+    tile = np.tile(view, 3)[: 300 * 22050]
+    tiled = metrics.repetition_shares(metrics.repetition_features(tile), start_frame=int(np.ceil(view.size / 22050 / step)))
+    assert tiled["past"] > 0.9
+    assert own["past"] < 0.3
