@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from harmonizer_cli.console import AppState, progress_for, stderr
-from harmonizer_cli.errors import ConfigError, HarmonizerError
+from harmonizer_cli.errors import ConfigError
 
 _EXTENSION = "Extension quality"
 
@@ -102,7 +102,9 @@ def command(
         "--model", help="Model folder to evaluate. Default: the shipped model.")] = None,
     data: Annotated[Path, typer.Option(
         "--data", help="Preprocessed dataset folder (from `harmonizer preprocess`).")] = Path("data/processed"),
-    split: Annotated[str, typer.Option("--split", help="Which split's windows to score: train, val or test.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Which split's windows to score: train, validation (or val) or test.")] = "test",
+    max_windows: Annotated[Optional[int], typer.Option(
+        "--max-windows", min=1, help="Score at most this many windows (one every 10 s of each song).")] = 400,
     plots: Annotated[Optional[Path], typer.Option(
         "--plots", help="Write spectrogram and loss-curve PNG files to this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")] = False,
@@ -142,5 +144,36 @@ def command(
         return
     if seams is not None or target_seconds is not None:
         raise ConfigError("--seams and --target-seconds go with --extension ORIGINAL EXTENDED")
-    # Model evaluation (harmonizer_cli.core.evaluation.evaluate_model) is the lead's part.
-    raise HarmonizerError("model evaluation is not implemented yet")
+    _evaluate_model(state, model=model, data=data, split=split, plots=plots, as_json=as_json,
+                    max_windows=max_windows)
+
+
+def _evaluate_model(state: AppState, *, model: Optional[Path], data: Path, split: str,
+                    plots: Optional[Path], as_json: bool, max_windows: Optional[int]) -> None:
+    from harmonizer_cli.core.evaluation import evaluate_model
+
+    split = {"val": "validation"}.get(split, split)
+    with progress_for(state, f"evaluating on the {split} split", batch=True) as update:
+        document = evaluate_model(model=model, data=data, split=split, plots=plots,
+                                  max_windows=max_windows, on_progress=update)
+    if as_json:
+        print(json.dumps(document))
+        return
+    if state.quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{document['model_name']} on {document['n_windows']} held-out windows "
+                        f"({document['n_songs']} {split} songs), 20 s in, 10 s out")
+    table.add_column("predictor")
+    for name, header in (("waveform_mse", "waveform MSE / frame (lower)"),
+                         ("logmel_distance_db", "log-mel distance dB (lower)"),
+                         ("chroma_similarity", "chroma similarity (higher)"),
+                         ("mfcc_similarity", "MFCC similarity (higher)")):
+        table.add_column(header, justify="right")
+    for method, row in document["rows"].items():
+        table.add_row(method, *(f"{row[k]:.4f}" for k in ("waveform_mse", "logmel_distance_db",
+                                                          "chroma_similarity", "mfcc_similarity")))
+    stderr.print(table)
+    for path in document["plots"]:
+        stderr.print(f"wrote {path}", markup=False)
