@@ -263,10 +263,11 @@ def test_evaluate_extension_cli_rejects_bad_seams_file(stereo_pair, tmp_path):
     assert "bad.json" in result.output
 
 
-def test_evaluate_without_extension_says_model_evaluation_is_missing():
-    result = CliRunner().invoke(app, ["evaluate"])
-    assert result.exit_code != 0
-    assert "not implemented" in result.output
+def test_evaluate_without_extension_evaluates_a_model_and_needs_data(tmp_path):
+    # without --extension, evaluate scores a model: it needs preprocessed data
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path / "missing")])
+    assert result.exit_code == 4
+    assert "manifest.json" in result.stderr
 
 
 # --------------------------------------------------------------------------- real music
