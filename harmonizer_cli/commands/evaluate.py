@@ -76,6 +76,8 @@ def _print_extension_table(report: dict, checks: dict, original: Path, extended:
 
 def _evaluate_extension(state: AppState, original: Path, extended: Path, *, seams_path: Optional[Path],
                         target_seconds: Optional[float], as_json: bool) -> None:
+    import numpy as np
+
     from harmonizer_cli.core.audio_io import load_audio
     from harmonizer_cli.core.metrics import extension_report, targets_met
 
@@ -85,7 +87,8 @@ def _evaluate_extension(state: AppState, original: Path, extended: Path, *, seam
         target_seconds = target_seconds if target_seconds is not None else recorded_target
     original_audio = load_audio(original)
     extended_audio = load_audio(extended)
-    with progress_for(state, f"measuring {extended.name}") as update:
+    # numpy warns on 0/0 for silent stretches (digital silence): the measures handle it
+    with progress_for(state, f"measuring {extended.name}") as update, np.errstate(divide="ignore", invalid="ignore"):
         report = extension_report(original_audio, extended_audio, seams=seams, target_seconds=target_seconds,
                                   on_progress=lambda done, total: update(done, total))
     checks = targets_met(report)

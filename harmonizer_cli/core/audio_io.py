@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,9 @@ _AUDIOREAD_SUFFIXES = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".alac"}
 # Frames per block when reading or writing (a few minutes of Ogg Vorbis written in one
 # libsndfile call crash it with a segmentation fault).
 _BLOCK_FRAMES = 1 << 16
+
+# Below this much free space, a failed write is reported as a full disk.
+_LOW_DISK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,18 @@ def _c_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+def _check_duration(path: Path, n_frames: int, sample_rate: int, max_seconds: float | None) -> None:
+    if max_seconds is not None and sample_rate > 0 and n_frames / sample_rate > max_seconds:
+        raise AudioError(f"too long ({n_frames / sample_rate / 60:.1f} minutes; at most "
+                         f"{max_seconds / 60:g} minutes are accepted)", path=path)
+
+
+def _read_soundfile(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     quiet = _c_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
     with quiet, sf.SoundFile(str(path)) as handle:
         sample_rate = handle.samplerate
+        if handle.frames > 0:  # known before decoding (mp3: estimated from the bit rate)
+            _check_duration(path, handle.frames, sample_rate, max_seconds)
         blocks = []
         while True:
             block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
@@ -160,7 +172,7 @@ def _read_audioread(path: Path) -> tuple[np.ndarray, int]:
     return data.astype(np.float32) / 32768.0, sample_rate
 
 
-def load_audio(path: str | os.PathLike) -> Audio:
+def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> Audio:
     """Read an audio file at its own sample rate and channel count.
 
     mp3, wav, flac, ogg (Vorbis, Opus) and aiff are read by libsndfile; m4a, aac and
@@ -170,6 +182,10 @@ def load_audio(path: str | os.PathLike) -> Audio:
     ----------
     path : str or os.PathLike
         The file to read. It is only ever opened for reading.
+    max_seconds : float, optional
+        Refuse longer files, before decoding them where the format tells the
+        length (decoded audio takes 8 bytes per stereo frame: about 1.3 GB an hour
+        at 44.1 kHz).
 
     Returns
     -------
@@ -179,8 +195,8 @@ def load_audio(path: str | os.PathLike) -> Audio:
     Raises
     ------
     AudioError
-        Missing file, a directory, an empty or undecodable file, no samples, or
-        NaN/infinite samples. The message names the file.
+        Missing file, a directory, an empty or undecodable file, no samples,
+        NaN/infinite samples, or longer than ``max_seconds``. The message names the file.
 
     Examples
     --------
@@ -194,7 +210,7 @@ def load_audio(path: str | os.PathLike) -> Audio:
         if path.suffix.lower() in _AUDIOREAD_SUFFIXES:
             samples, sample_rate = _read_audioread(path)
         else:
-            samples, sample_rate = _read_soundfile(path)
+            samples, sample_rate = _read_soundfile(path, max_seconds)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
@@ -213,6 +229,7 @@ def load_audio(path: str | os.PathLike) -> Audio:
             ) from exc
     except MemoryError as exc:
         raise AudioError("too large to decode in memory", path=path) from exc
+    _check_duration(path, samples.shape[0], sample_rate, max_seconds)
     return _validate_samples(samples, sample_rate, path)
 
 
@@ -332,6 +349,28 @@ def check_output_path(
     return path
 
 
+def _default_permissions(tmp: Path) -> None:
+    """Give a finished temporary file the mode a plainly created file would have.
+
+    ``mkstemp`` creates files readable by their owner only (0600); unless the
+    caller chose another mode, use 0666 less the umask, like ``open(path, "w")``.
+    """
+    with contextlib.suppress(OSError):
+        if tmp.stat().st_mode & 0o777 == 0o600:
+            tmp.chmod(0o666 & ~_current_umask())
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o077)  # elsewhere: briefly the strictest mask, never a looser one
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -356,6 +395,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         yield tmp
         if path.exists() and not overwrite:
             raise OutputError("already exists (use --force to overwrite)", path=path)
+        _default_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write ({exc.strerror or exc})", path=path) from exc
@@ -425,6 +465,12 @@ def save_audio(
             ) as handle:
                 for start in range(0, samples.shape[0], _BLOCK_FRAMES):
                     handle.write(samples[start : start + _BLOCK_FRAMES])
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise OutputError(f"cannot write {name} ({exc})", path=path) from exc
+        except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
+            # libsndfile reports a full disk as "System error."; soundfile asserts on a
+            # short write: name the likely cause when the folder has no space left
+            reason = str(exc) or "short write"
+            with contextlib.suppress(OSError):
+                if shutil.disk_usage(path.parent if str(path.parent) else ".").free < _LOW_DISK_BYTES:
+                    reason = "no space left on device"
+            raise OutputError(f"cannot write {name} ({reason})", path=path) from exc
     return path

@@ -17,6 +17,9 @@ split. So a corpus of 6 hours takes 22 MB as logmel (1.9 GB as waveform).
 - Incremental: a song whose size, modification time and feature configuration are
   unchanged and whose shard exists is not decoded again. The split and windows are
   recomputed on every run (they are cheap).
+- Resumable: beside each finished shard, ``songs/<id>.json`` records what it was made
+  from, so a run that was interrupted (or failed) before writing ``manifest.json``
+  does not decode its finished songs again.
 - Undecodable files are reported in ``manifest["failed"]`` and skipped.
 """
 
@@ -201,6 +204,34 @@ def split_songs(song_ids: list[str], *, seed: int, validation_fraction: float,
     return splits
 
 
+def _sidecar_path(shard: Path) -> Path:
+    return shard.with_suffix(".json")
+
+
+def _write_sidecar(shard: Path, record: dict, feature_hash: str) -> None:
+    """Record beside a finished shard what it was made from (see "Resumable")."""
+    from harmonizer_cli.core.audio_io import atomic_output
+
+    facts = {"relative": record["relative"], "size": record["size"], "mtime_ns": record["mtime_ns"],
+             "feature_hash": feature_hash, "n_samples": record["n_samples"],
+             "n_frames": record["n_frames"]}
+    with atomic_output(_sidecar_path(shard), overwrite=True) as tmp:
+        tmp.write_text(json.dumps(facts) + "\n")
+
+
+def _read_sidecar(shard: Path, feature_hash: str) -> dict | None:
+    """The facts of a finished shard made with ``feature_hash``, or None."""
+    try:
+        facts = json.loads(_sidecar_path(shard).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(facts, dict) or facts.get("feature_hash") != feature_hash:
+        return None
+    if not all(isinstance(facts.get(key), int) for key in ("size", "mtime_ns", "n_samples", "n_frames")):
+        return None
+    return facts
+
+
 def _read_manifest(path: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
@@ -270,7 +301,7 @@ def preprocess_dataset(
         shard = f"{SHARD_FOLDER}/{song_id}.npy"
         record = {"id": song_id, "relative": relative, "source": str(path.resolve()),
                   "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "shard": shard}
-        old = known.get(relative)
+        old = known.get(relative) or _read_sidecar(output_folder / shard, feature_hash)
         if (old and old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns
                 and (output_folder / shard).is_file()):
             record.update(n_samples=old["n_samples"], n_frames=old["n_frames"])
@@ -298,6 +329,7 @@ def preprocess_dataset(
             del records[outcome["relative"]]
         else:
             record.update(n_samples=outcome["n_samples"], n_frames=outcome["n_frames"])
+            _write_sidecar(output_folder / record["shard"], record, feature_hash)
             result.processed += 1
             result.audio_seconds += outcome["n_samples"] / config.logmel.sample_rate
         done += 1
@@ -348,8 +380,8 @@ def preprocess_dataset(
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
         tmp.chmod(0o644)
     referenced = {Path(s["shard"]).name for s in songs}
-    for stale in shard_folder.glob("*.npy"):  # shards of removed or failed songs
-        if stale.name not in referenced:
+    for stale in [*shard_folder.glob("*.npy"), *shard_folder.glob("*.json")]:  # removed or failed songs
+        if stale.with_suffix(".npy").name not in referenced:
             stale.unlink(missing_ok=True)
     result.manifest = manifest
     return result

@@ -24,15 +24,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -183,6 +186,33 @@ def _patch_keras_multi_worker_reduction() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on the first one received.
+
+    Only in the main thread (where Python runs signal handlers); elsewhere a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: handler for number, handler in previous.items() if handler is not None}
+    for number in previous:
+        signal.signal(number, lambda signal_number, frame: received.append(signal_number))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        handler = previous[received[0]]
+        if callable(handler):
+            handler(received[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), received[0])
+
+
 def _epoch_order(n_windows: int, *, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_windows)
 
@@ -316,6 +346,8 @@ def train_model(
             len(train_index), config.max_train_windows, replace=False))
         train_index = train_index[keep]
     val_index = data.window_index("validation")
+    if config.strategy != "multi-worker":  # the only worker is the chief: refuse before loading TensorFlow
+        _check_output(output, config)
 
     import keras
 
@@ -410,22 +442,30 @@ def train_model(
         improved = state["best_val_loss"] is None or monitored < state["best_val_loss"]
         if improved:
             state["best_val_loss"], state["best_epoch"], state["wait"] = monitored, epoch + 1, 0
-            if is_chief:
-                save_model_folder(model, model_config, output, extra={
-                    **facts, "epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
-                    "parameters": result.parameters})
         else:
             state["wait"] += 1
         state["epoch"] = epoch + 1
-        model.save(checkpoint_folder / "last.keras.part.keras")
-        os.replace(checkpoint_folder / "last.keras.part.keras", checkpoint_folder / "last.keras")
-        _write_json(checkpoint_folder / "state.json", state)
-        if is_chief:
-            _write_json(output / HISTORY_FILE, {
-                "history": state["history"], "best_epoch": state["best_epoch"],
-                "best_val_loss": state["best_val_loss"], "monitor": "val_loss" if len(val_index) else "loss",
-                **facts})
-            plot_history(state["history"], output / PLOT_FILE)
+        # the epoch's files are one commit: a Ctrl-C or SIGTERM arriving while they are
+        # written takes effect after them, so the model folder, last.keras and state.json
+        # always describe the same epoch and --resume continues exactly
+        with _signals_deferred():
+            if improved and is_chief:
+                save_model_folder(model, model_config, output, extra={
+                    **facts, "epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
+                    "parameters": result.parameters})
+            part = checkpoint_folder / "last.keras.part.keras"
+            try:
+                model.save(part)
+                os.replace(part, checkpoint_folder / "last.keras")
+            finally:
+                part.unlink(missing_ok=True)
+            _write_json(checkpoint_folder / "state.json", state)
+            if is_chief:
+                _write_json(output / HISTORY_FILE, {
+                    "history": state["history"], "best_epoch": state["best_epoch"],
+                    "best_val_loss": state["best_val_loss"],
+                    "monitor": "val_loss" if len(val_index) else "loss", **facts})
+                plot_history(state["history"], output / PLOT_FILE)
         if on_epoch:
             on_epoch(record)
         if config.early_stopping and state["wait"] >= config.patience:
