@@ -227,12 +227,7 @@ EVALUATE_EXPECTED = {
     "truncated_mp3": None,
     "6_channels": None,
 }
-EVALUATE_XFAIL = {
-    "truncated_mp3": "core/metrics.py repetition_shares/_earlier_matches: ValueError (broadcast shapes (0,0) "
-                     "(n,n)) when EXTENDED is shorter than ORIGINAL; a shortened song is valid extend output",
-    "6_channels": "core/metrics.py loudness: pyloudnorm raises ValueError for more than 5 channels; "
-                  "measure loudness on a stereo (or mono) downmix",
-}
+EVALUATE_XFAIL: dict[str, str] = {}  # empty since the metrics fixes (shorter EXTENDED, > 5 channels)
 
 
 def _evaluate_param(case: str):

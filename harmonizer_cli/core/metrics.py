@@ -733,7 +733,7 @@ def _earlier_matches(
     n = sim.shape[0]
     # context: average along the diagonal over the last `context` frames (t-k, s-k)
     smoothed = sim.copy()
-    for k in range(1, context):
+    for k in range(1, min(context, n)):  # fewer frames than the context: use what there is
         smoothed[k:, k:] += sim[: n - k, : n - k]
     counts = np.minimum(np.arange(n) + 1, context).astype(np.float32)
     smoothed /= np.minimum(counts[:, None], counts[None, :])
@@ -933,6 +933,8 @@ def _loudness_lufs(audio: Audio) -> float | None:
         return None
     meter = pyloudnorm.Meter(audio.sample_rate)
     samples = audio.samples.astype(np.float64)
+    if samples.shape[1] > 5:  # pyloudnorm weighs at most 5 channels: measure a mono downmix
+        samples = samples.mean(axis=1, keepdims=True)  # (original and output alike)
     value = float(meter.integrated_loudness(samples if samples.shape[1] > 1 else samples[:, 0]))
     return value if np.isfinite(value) else None
 
