@@ -45,6 +45,12 @@ def test_one_file_default_name_and_json(song_wav):
     assert info.samplerate == 48000 and info.channels == 2
     assert abs(info.frames / info.samplerate - 40.0) <= 0.010
     assert record["engine"] == "guided" and record["model"] is None
+    # the exact length comes from a local pitch-preserving stretch, never a varispeed
+    assert "varispeed" not in record
+    if record["stretch"] is not None:
+        assert abs(record["stretch"]["factor"] - 1.0) <= 0.03
+        start, end = record["stretch"]["region_seconds"]
+        assert 0.0 < start < end < 40.0
 
 
 def test_folder_with_out_dir_and_duration(song_wav, tmp_path):

@@ -129,7 +129,7 @@ def _process_one(job: dict) -> dict:
         "fallback": result.fallback,
         "tempo_bpm": result.tempo_bpm,
         "beats_per_bar": result.beats_per_bar,
-        "varispeed": result.varispeed,
+        "stretch": result.stretch,
         "seed": job["seed"],
         "timings": timings,
     }
@@ -174,11 +174,12 @@ def command(
     beat-aligned crossfade) and its real ending, untouched. The length matches
     the request within 10 ms without padding or trimming: each seam may move by
     up to 10 ms to absorb the fraction of a beat that is left, and what the
-    seams cannot absorb is taken by playing the recomposed middle very slightly
-    faster or slower (typically under 0.5 %, a few cents; up to 2 % and
-    including the head for very short songs or middles; reported as
-    "varispeed" in --json). The real ending is never varispeeded. A target
-    shorter than the song shortens it the same way (forward jumps).
+    seams cannot absorb is taken by a local, pitch-preserving time-stretch
+    (WSOLA) of 2-20 s of the steadiest passage between the seams (at most
+    3 %, typically 2 %; pitch unchanged; reported as "stretch" in --json:
+    factor and output region). The song's first seconds and its real
+    ending are never stretched. A target shorter than the song shortens it
+    the same way (forward jumps).
 
     Fallbacks: input shorter than 6 s (or fewer than 8 beats) and digital
     silence are errors (exit 3); music without a detectable pulse is cut on a
@@ -188,7 +189,8 @@ def command(
     --json prints, per input, one line: input, output, input_seconds,
     output_seconds, target_seconds, sample_rate, channels, seams (output times,
     s), segments (source_start, source_end, output_start, s), engine, model,
-    fallback, tempo_bpm, beats_per_bar, varispeed, seed, timings (s).
+    fallback, tempo_bpm, beats_per_bar, stretch ({"factor", "region_seconds"}
+    or null), seed, timings (s).
 
     The neural engine needs a model; it only extends, appending frames after
     the untouched original (no real ending: that is the paper's method).

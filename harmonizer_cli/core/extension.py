@@ -27,13 +27,21 @@ recomposes the middle from the song's own beats, like unit-selection synthesis:
   each jump gets a target cost (prediction at the jump versus the frames that
   follow the landing, relative to the song's own continuation) beside its seam
   cost;
-* **exact length**: the planned length is off by a fraction of a beat; the
-  residual goes to the seams (each seam's cut moves by at most 10 ms, on a
-  waveform-correlation peak so the crossfade stays phase-coherent; 250 ms
-  without a pulse) and, only when the seams cannot absorb it, to a tiny
-  varispeed of the segments between the first and the last seam (typically
-  under 0.5 %, a few cents; the head shares it when the middle is under 30 s,
-  up to 2 %). The tail (the real ending) is copied sample for sample;
+* **exact length**: the planned length is off by a fraction of a beat (the
+  planner charges residuals beyond what the seams and a few bars of local
+  stretch absorb); the residual goes to the seams (each seam's cut moves by at
+  most 10 ms, on a waveform-correlation peak so the crossfade stays
+  phase-coherent; 250 ms without a pulse) and what they cannot absorb to a
+  local, pitch-preserving time-stretch (``_stretch_to_length``): after
+  rendering, one region sized for a 2 % stretch (at least 2 s, never over
+  3 %) is chosen where the output has the fewest onsets (spectral flux),
+  away from the seams, the first 5 s and the real ending, and is
+  time-stretched by WSOLA (``_wsola``: 50 ms Hann frames, 50 % overlap, each
+  read within +-7 ms of its nominal position where its waveform best
+  continues the previous frame; all channels with the same offsets; the
+  region's first and last 25 ms are the input's, so it joins without a
+  seam). There is no global time-stretch and no resampling: the pitch is
+  unchanged. The tail (the real ending) is copied sample for sample;
 * **render** from the original samples at their own rate and channel count:
   each seam is aligned by waveform cross-correlation (+-15 ms around the beat
   grid), then moved, in both passages alike, to the least exposed point from
@@ -71,8 +79,17 @@ ENGINES = ("guided", "neural")
 MAX_SEAM_SHIFT_SECONDS = 0.010
 #: The same without a pulse (a fixed grid: no groove to keep).
 NO_PULSE_SEAM_SHIFT_SECONDS = 0.25
-#: Largest varispeed of the recomposed middle (0.5 % is about 8.6 cents).
-MAX_VARISPEED = 0.005
+#: Length residual the planner accepts per second of output middle, for the local
+#: stretch to absorb (charged beyond it).
+STRETCH_PLANNING_SHARE = 0.005
+#: ... and at most this much in all (7.5 s of music at PREFERRED_STRETCH).
+STRETCH_PLANNING_MAX_SECONDS = 0.15
+#: The local time-stretch (WSOLA, pitch kept) that makes the length exact: the region
+#: is sized for PREFERRED_STRETCH and never stretched by more than MAX_STRETCH.
+PREFERRED_STRETCH = 0.02
+MAX_STRETCH = 0.03
+#: The song's first seconds are never stretched (a quarter of a short output).
+HEAD_KEEP_SECONDS = 5.0
 #: Weight of the model's target cost beside the seam (context) cost.
 TARGET_WEIGHT = 0.5
 #: Weight of the local spectral jump at a cut (beside the bar-context cost).
@@ -103,7 +120,7 @@ TYPICAL_SHARE = 0.16
 SEGMENT_EVENNESS = 1.5
 #: Longer crossfades where the spectra on either side of the chosen cut still differ:
 #: (spectral jump in dB above which, crossfade seconds).
-LONG_FADES = ((5.0, 0.060), (8.0, 0.150))
+LONG_FADES = ((3.0, 0.100), (4.5, 0.200))
 #: Seam crossfade length.
 CROSSFADE_SECONDS = 0.020
 NO_PULSE_CROSSFADE_SECONDS = 0.080
@@ -134,8 +151,10 @@ class ExtensionResult:
     tempo_bpm : float or None
         None for the neural engine.
     beats_per_bar : int or None
-    varispeed : float
-        Playback-rate factor applied to the recomposed middle (1.0 = none).
+    stretch : dict or None
+        The local, pitch-preserving time-stretch that made the length exact:
+        ``{"factor": output / input length of the region (> 1 lengthens),
+        "region_seconds": [start, end] in the output}``; None when none was needed.
     timings : dict
         Seconds spent in ``analysis``, ``plan`` and ``render``.
     """
@@ -149,7 +168,7 @@ class ExtensionResult:
     fallback: Optional[str]
     tempo_bpm: Optional[float]
     beats_per_bar: Optional[int]
-    varispeed: float = 1.0
+    stretch: Optional[dict] = None
     timings: dict = field(default_factory=dict)
 
     @property
@@ -374,7 +393,8 @@ def plan_path(
     seam_shift = NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS
 
     def capacity(n_seams: int, middle_seconds: float) -> float:
-        return n_seams * seam_shift * 0.8 + MAX_VARISPEED * 0.8 * middle_seconds
+        return n_seams * seam_shift * 0.8 + np.minimum(STRETCH_PLANNING_SHARE * 0.8 * middle_seconds,
+                                                             STRETCH_PLANNING_MAX_SECONDS)
 
     if extra < 0:
         short = _plan_shortening(analysis, target_seconds, cands, seg_min=seg_min, last_start=last_start,
@@ -412,10 +432,10 @@ def plan_path(
         score = 0.0
         for _step in range(64):
             need = target_seconds - elapsed - (duration - p_time)
-            # what a tiny varispeed may act on: the middle, or the head while there is none
+            # what the local stretch may absorb grows with the middle (or the head while there is none)
             middle = (elapsed - head_end) if len(jumps) >= 2 else elapsed
             # finish when what is left fits the absorbers; up to half a beat is accepted
-            # (the final score charges what exceeds them: larger varispeed or seam shifts)
+            # (the final score charges what exceeds them: a larger local stretch)
             settle = max(capacity(len(jumps), middle), 0.55 * period) if jumps else 1e-3
             if abs(need) <= settle and p_time <= duration - tail_min + 1e-6:
                 break
@@ -424,7 +444,7 @@ def plan_path(
                 mask &= cands.a >= seg_min
             a, b, cost, back = cands.a[mask], cands.b[mask], cands.cost[mask], cands.back_seconds[mask]
             # finishing jumps from the full matrix: land early enough for the real ending
-            # and leave a residual the seams and a tiny varispeed can absorb
+            # and leave a residual the seams and a small local stretch can absorb
             rows = np.arange(p_beat + seg_min if jumps else max(seg_min, 1), n)
             if rows.size and last_start > 0:
                 sub = cands.full[rows, : last_start + 1]
@@ -471,7 +491,7 @@ def plan_path(
                 break
             a, b, cost, back, left = a[allowed], b[allowed], cost[allowed], back[allowed], left[allowed]
             pace, finishing, tail_ok = pace[allowed], finishing[allowed], tail_ok[allowed]
-            # prefer finishes that need little absorbing (seam shifts, varispeed)
+            # prefer finishes that need little absorbing (seam shifts, local stretch)
             pace = np.where(finishing & tail_ok, pace + RESIDUAL_WEIGHT * np.abs(left) / period, pace)
             plays_sum = np.concatenate([[0.0], np.cumsum(plays)])
             # reuse: how often the material after the landing (about one typical segment)
@@ -674,41 +694,34 @@ class _Piece:
     start: int
     end: int
     source_offset: int = 0   # source sample of audio[0]
-    scale: float = 1.0       # piece samples per source sample (varispeed)
 
     def source_seconds(self, index: int, sample_rate: int) -> float:
-        return (self.source_offset + index / self.scale) / float(sample_rate)
+        return (self.source_offset + index) / float(sample_rate)
 
 
-def _make_piece(samples: np.ndarray, start: int, end: int, *, margin: int, rate: float,
-                sample_rate: int) -> _Piece:
+def _make_piece(samples: np.ndarray, start: int, end: int, *, margin: int) -> _Piece:
     lo = max(0, start - margin)
     hi = min(samples.shape[0], end + margin)
     chunk = samples[lo:hi]
-    if rate != 1.0:
-        chunk = _varispeed(chunk, rate, sample_rate)
-        scale = chunk.shape[0] / float(hi - lo)
-        return _Piece(chunk, chunk.mean(axis=1), int(round((start - lo) * scale)), int(round((end - lo) * scale)),
-                      lo, scale)
-    return _Piece(chunk, chunk.mean(axis=1), start - lo, end - lo, lo, 1.0)
+    return _Piece(chunk, chunk.mean(axis=1), start - lo, end - lo, lo)
 
 
-def _align(piece_a: "_Piece", piece_b: "_Piece", *, window: int, reach: int, search: int):
+def _align(piece_a: "_Piece", piece_b: "_Piece", *, window: int, reach: int, search: int, centre: int = 0):
     """Correlation of A's natural continuation with B at each offset x of B's start.
 
     Returns ``(xc, offsets, x0)``: the normalised correlation, the offsets (samples)
-    it is given at, and ``x0``, the best offset within ``+-search`` (the groove
-    alignment). ``xc`` and ``offsets`` are None when A is silent there.
+    it is given at, and ``x0``, the best offset within ``centre +- search`` (the
+    groove alignment). ``xc`` and ``offsets`` are None when A is silent there.
     """
     ref = piece_a.mono[piece_a.end - window // 2: piece_a.end + window]
     lo = max(0, piece_b.start - window // 2 - reach)
     hi = min(piece_b.mono.size, piece_b.start + window + reach)
     if ref.size != window // 2 + window or np.std(ref) <= 1e-6 or hi - lo <= ref.size:
-        return None, None, 0
+        return None, None, centre
     xc = _normalised_xcorr(ref, piece_b.mono[lo:hi])
     offsets = np.arange(xc.size) + lo - (piece_b.start - window // 2)
-    in_search = np.abs(offsets) <= search
-    x0 = int(offsets[in_search][np.argmax(xc[in_search])]) if in_search.any() else 0
+    in_search = np.abs(offsets - centre) <= search
+    x0 = int(offsets[in_search][np.argmax(xc[in_search])]) if in_search.any() else centre
     return xc, offsets, x0
 
 
@@ -766,19 +779,162 @@ def _quiet_cut_offset(piece_a: "_Piece", piece_b: "_Piece", x0: int, *, period_s
     return int(deltas[best]), float(novelty[best])
 
 
-def _varispeed(chunk: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
-    """Play ``chunk`` longer by ``rate`` (rate > 1 lengthens: lower pitch by a few cents)."""
-    import soxr
+def _mono_mix(samples: np.ndarray) -> np.ndarray:
+    """Mean of the channels of ``samples`` [shape=(n, channels)] as float32 (fast for few channels)."""
+    mono = samples[:, 0].astype(np.float32)
+    for channel in range(1, samples.shape[1]):
+        mono += samples[:, channel]
+    return mono / np.float32(samples.shape[1])
 
-    out = soxr.resample(np.ascontiguousarray(chunk, dtype=np.float32), float(sample_rate),
-                        float(sample_rate) * rate, quality="HQ")
-    out = np.asarray(out, dtype=np.float32).reshape(-1, chunk.shape[1])
-    peak = float(np.max(np.abs(chunk)))
-    return np.clip(out, -peak, peak)  # resampling must not raise the peak
+
+def _wsola(samples: np.ndarray, *, start: int, end: int, new_length: int, sample_rate: int) -> np.ndarray:
+    """Time-stretch ``samples[start:end]`` to ``new_length`` samples, pitch unchanged (WSOLA).
+
+    Waveform-similarity overlap-add at the original rate over all channels at
+    once (the same offsets for every channel): 50 ms Hann frames at 50 %
+    overlap on the output; each frame is read from the input near its nominal
+    (linearly mapped) position, at the offset within +-7 ms whose waveform best
+    continues the previous frame (normalised cross-correlation of the mono
+    mix). The first frames are read at ``start`` and the last ones at ``end``
+    exactly, so the result joins ``samples[:start]`` and ``samples[end:]``
+    without a seam: its first and last 25 ms equal the input's (the other
+    frames are at most 25 ms apart, evenly spaced).
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(n_samples, n_channels)]
+        Needs 32 ms of material before ``start`` and 25 ms after ``end``.
+    start, end : int
+        The region to stretch, in samples.
+    new_length : int
+        Its length after stretching, in samples (at least 200 ms).
+    sample_rate : int
+
+    Returns
+    -------
+    np.ndarray [shape=(new_length, n_channels), dtype=float32]
+    """
+    hop = max(8, int(round(0.025 * sample_rate)))
+    width = 2 * hop
+    tolerance = max(2, int(round(0.007 * sample_rate)))
+    length_in, length_out = end - start, new_length
+    if start - hop - tolerance < 0 or end + hop > samples.shape[0] or length_out < 4 * hop or length_in < 4 * hop:
+        raise ValueError("region too short or too close to the edges for WSOLA")
+    # the mono mix of the region and its surroundings only (indices shifted by `base`)
+    base = start - hop - tolerance
+    stop = min(samples.shape[0], end + width + tolerance)
+    mono = _mono_mix(samples[base:stop]).astype(np.float64)
+    ratio = length_in / float(length_out)
+    bias = 1e-3 * np.abs(np.arange(2 * tolerance + 1) - tolerance) / tolerance
+    frames = [(-hop, start - hop), (0, start)]  # (output position, input position)
+    pinned_end = [(length_out - width, end - width), (length_out - hop, end - hop)]
+    # free frames from hop to length_out - 3 hop, evenly at most one hop apart: the
+    # first and last hop of the output are then made of pinned frames only
+    n_steps = max(1, int(np.ceil((length_out - 4 * hop) / hop)))
+    positions = np.unique(np.round(hop + np.arange(n_steps + 1) * ((length_out - 4 * hop) / n_steps)).astype(int))
+    for position in positions:
+        position = int(position)
+        nominal = start + int(round(position * ratio))
+        lo, hi = nominal - tolerance, nominal + tolerance + width
+        previous_out, previous_in = frames[-1]
+        natural = previous_in + (position - previous_out) - base
+        score = _normalised_xcorr(mono[natural:natural + width], mono[lo - base:hi - base])
+        if position == positions[-1]:  # the last free frame also leads into the pinned end
+            target = end - (length_out - position) - base
+            score = score + _normalised_xcorr(mono[target:target + width], mono[lo - base:hi - base])
+        score = np.nan_to_num(score, nan=-2.0) - bias  # ties (silence): stay on the nominal position
+        frames.append((position, lo + int(np.argmax(score))))
+    frames += pinned_end
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(width) / width))  # periodic Hann
+    acc = np.zeros((length_out + 2 * width, samples.shape[1]))
+    weight = np.zeros(length_out + 2 * width)
+    for out_at, in_at in frames:
+        acc[out_at + width:out_at + 2 * width] += window[:, None] * samples[in_at:in_at + width]
+        weight[out_at + width:out_at + 2 * width] += window
+    out = acc[width:width + length_out] / np.maximum(weight[width:width + length_out], 1e-9)[:, None]
+    return out.astype(np.float32)
+
+
+def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, hi: int,
+                   avoid: list) -> Optional[int]:
+    """Start (sample) of the ``length``-sample window within ``[lo, hi)`` with the fewest onsets.
+
+    Onsets are the positive spectral flux (log magnitude, 46 ms frames at 23 ms
+    hop on the mono mix at about 11 kHz); windows that contain a seam (``avoid``,
+    samples, +-200 ms) are excluded. None when no window fits.
+    """
+    if hi - lo < length:
+        return None
+    step = max(1, int(round(sample_rate / 11025)))  # about 11 kHz is enough to see onsets
+    mono = _mono_mix(out[lo:hi:step])
+    frame = 1 << int(np.ceil(np.log2(max(64, 0.046 * sample_rate / step))))
+    hop = frame // 2
+    if mono.size < 2 * frame:
+        return lo
+    n_frames = (mono.size - frame) // hop + 1
+    index = np.arange(frame)[None, :] + hop * np.arange(n_frames)[:, None]
+    magnitude = np.abs(np.fft.rfft(mono[index] * np.hanning(frame).astype(np.float32), axis=1))
+    logmag = np.log1p(100.0 * magnitude / (float(magnitude.max()) + 1e-12))
+    flux = np.concatenate([[0.0], np.sum(np.maximum(np.diff(logmag, axis=0), 0.0), axis=1)])
+    frame_samples = hop * step
+    span = max(1, int(np.ceil(length / frame_samples)))
+    if span > n_frames:
+        return lo
+    sums = np.cumsum(np.concatenate([[0.0], flux]))
+    cost = sums[span:] - sums[:-span]  # window starting at frame i
+    starts = lo + np.arange(cost.size) * frame_samples
+    fits = starts + length <= hi
+    guard = int(0.2 * sample_rate)
+    for seam in avoid:
+        fits &= ~((starts - guard < seam) & (starts + length + guard > seam))
+    if not fits.any():
+        fits = starts + length <= hi  # every window has a seam: accept one
+        if not fits.any():
+            return None
+    cost = np.where(fits, cost, np.inf)
+    return int(starts[int(np.argmin(cost))])
+
+
+def _stretch_to_length(out: np.ndarray, n_target: int, *, sample_rate: int, seams: list,
+                       head_keep_seconds: float, tail_keep_seconds: float) -> tuple[np.ndarray, Optional[dict]]:
+    """Make ``out`` exactly ``n_target`` samples long by a local, pitch-preserving stretch.
+
+    The difference goes to one region (sized for a 2 % stretch, at least 2 s,
+    at most 3 %) where the music is steadiest, away from the seams, the first
+    ``head_keep_seconds`` and the last ``tail_keep_seconds``; it is time-stretched
+    by WSOLA. Returns the new samples and ``{"factor", "region_seconds"}`` (output
+    times of the stretched region; factor > 1 lengthens), or None when nothing
+    was stretched.
+    """
+    difference = n_target - out.shape[0]
+    if difference == 0:
+        return out, None
+    lo = int(round(head_keep_seconds * sample_rate))
+    hi = out.shape[0] - int(round(tail_keep_seconds * sample_rate))
+    length = int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH))
+    length = min(length, hi - lo)
+    if length <= 0 or abs(difference) > MAX_STRETCH * length:
+        # no room between the protected head and ending: use what lies between 1 s and the last 2 s
+        lo, hi = int(1.0 * sample_rate), out.shape[0] - int(2.0 * sample_rate)
+        length = min(int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH)), hi - lo)
+        if length <= 0 or abs(difference) > MAX_STRETCH * length:
+            raise AudioError(f"cannot recompose to {n_target / sample_rate:.2f} s: the best plan is off by "
+                             f"{difference / sample_rate:.3f} s, too much for a local stretch (the target may be too "
+                             "short to keep the song's beginning and real ending; try another length)")
+    avoid = [int(round(seconds * sample_rate)) for seconds in seams]
+    start = _steady_region(out, sample_rate=sample_rate, length=length, lo=lo, hi=hi, avoid=avoid)
+    if start is None:
+        raise AudioError("cannot reach the exact length (no region to absorb the residual)")
+    end = start + length
+    stretched = _wsola(out, start=start, end=end, new_length=length + difference, sample_rate=sample_rate)
+    result = np.concatenate([out[:start], stretched, out[end:]], axis=0)
+    info = {"factor": round((length + difference) / float(length), 6),
+            "region_seconds": [round(start / sample_rate, 4), round((start + length + difference) / sample_rate, 4)]}
+    return result, info
 
 
 def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seconds: float,
-            ) -> tuple[np.ndarray, list, list, float]:
+            ) -> tuple[np.ndarray, list, list, Optional[dict]]:
     samples = audio.samples
     sample_rate = audio.sample_rate
     n_source = samples.shape[0]
@@ -790,12 +946,13 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
         bounds += [to_sample(times[a]), to_sample(times[b])]
     bounds.append(n_source)
     spans = [(bounds[2 * k], bounds[2 * k + 1]) for k in range(len(bounds) // 2)]
-    if not plan.jumps:
-        out = samples.copy()
-        if n_target != n_source:  # only when the target equals the length within a ms
-            out = out[:n_target] if n_target < n_source else np.concatenate(
-                [out, np.zeros((n_target - n_source, out.shape[1]), np.float32)])
-        return out, [], [{"source_start": 0.0, "source_end": n_source / sample_rate, "output_start": 0.0}], 1.0
+    tail_keep = min(TAIL_MIN_SECONDS, 0.3 * analysis.duration_seconds)
+    head_keep = min(HEAD_KEEP_SECONDS, 0.25 * target_seconds)
+    if not plan.jumps:  # the target equals the length within a ms
+        out, stretch = _stretch_to_length(samples.copy(), n_target, sample_rate=sample_rate, seams=[],
+                                          head_keep_seconds=head_keep, tail_keep_seconds=tail_keep)
+        segments = [{"source_start": 0.0, "source_end": round(n_source / sample_rate, 4), "output_start": 0.0}]
+        return out, [], segments, stretch
 
     n_seams = len(spans) - 1
     planned = sum(end - start for start, end in spans)
@@ -803,26 +960,19 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
     # without a pulse there is no groove to keep: a seam may move by up to half a grid unit
     seam_shift = NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS
     max_shift = int(round(seam_shift * sample_rate))
+    # the seams absorb what they can (each moves by at most max_shift); a local
+    # pitch-preserving stretch of one steady region takes the rest after rendering
     seam_budget = int(0.6 * n_seams * max_shift)
-    # varispeed only what the seams cannot absorb, on the middle (or the head if no middle)
-    varied = list(range(1, len(spans) - 1))
-    varied_len = sum(spans[k][1] - spans[k][0] for k in varied)
-    if varied_len < 30 * sample_rate:  # a short middle: the head shares the varispeed
-        varied = list(range(0, len(spans) - 1))
-        varied_len = sum(spans[k][1] - spans[k][0] for k in varied)
-    rate = 1.0
-    if abs(residual) > seam_budget and varied_len > 0:
-        want = residual - np.sign(residual) * seam_budget
-        rate = float(np.clip(1.0 + want / varied_len, 0.98, 1.02))
+    seam_part = int(np.clip(residual, -seam_budget, seam_budget))
+    n_render = n_target - (residual - seam_part)
     fallback = analysis.fallback is not None
     fade = int(round((NO_PULSE_CROSSFADE_SECONDS if fallback else CROSSFADE_SECONDS) * sample_rate))
     fades = [fade] * n_seams
     long_fade = int(round(max(seconds for _, seconds in LONG_FADES) * sample_rate))
     search = int(round(0.015 * sample_rate))
-    margin = (max(fade, long_fade) + search + 2 * max_shift + abs(residual) + int(0.12 * sample_rate)
+    margin = (max(fade, long_fade) + search + 3 * max_shift + int(0.12 * sample_rate)
               + int(0.5 * analysis.beat_period_seconds * sample_rate))
-    pieces = [_make_piece(samples, start, end, margin=margin, rate=(rate if k in varied else 1.0),
-                          sample_rate=sample_rate) for k, (start, end) in enumerate(spans)]
+    pieces = [_make_piece(samples, start, end, margin=margin) for start, end in spans]
     nominal = [piece.end - piece.start for piece in pieces]
     peak_limit = float(np.max(np.abs(samples)))
     peak_limit = min(peak_limit, 1.0) if peak_limit <= 1.0 else peak_limit
@@ -831,7 +981,7 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
     # continuation with B, within +-15 ms of the beat grid), then spread the length
     # residual over the seams, each snapped to a correlation peak near its share
     window = int(0.030 * sample_rate)
-    reach = search + 2 * max_shift + abs(residual) // max(1, n_seams) + int(0.003 * sample_rate)
+    reach = search + 2 * max_shift + int(0.003 * sample_rate)
     alignments = [_align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search)
                   for k in range(n_seams)]
     # move each cut (in both A and B, so the musical alignment is kept) to the point near
@@ -855,8 +1005,10 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
                 moved = True
         if moved:
             nominal = [piece.end - piece.start for piece in pieces]
-            alignments = [_align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4)
-                          for k in range(n_seams)]
+            # refine around the alignment the cut was chosen with (the groove offset
+            # found before the move), not around the beat grid
+            alignments = [_align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4,
+                                 centre=alignments[k][2]) for k in range(n_seams)]
 
     out_blocks: list = []
     out_len = 0
@@ -872,8 +1024,8 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
         # output length if A is cut at cut_a and every remaining seam is groove-aligned
         projected = out_len + (cut_a - cursor) + sum(nominal[k + 1:]) - sum(al[2] for al in alignments[k:])
         seams_left = n_seams - k
-        wanted = n_target - projected  # > 0: the output must get longer
-        shift = wanted if seams_left == 1 else int(np.clip(wanted / seams_left, -max_shift, max_shift))
+        wanted = n_render - projected  # > 0: the output must get longer
+        shift = int(np.clip(wanted / seams_left, -max_shift, max_shift))
         desired = x0 - shift  # B continues at its nominal start + x: output change is -x
         if xc is not None:
             tol = int(0.002 * sample_rate) if seams_left > 1 else int(0.0005 * sample_rate)
@@ -921,13 +1073,26 @@ def _render(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
     starts = [0.0] + seams
     for segment, start in zip(segments, starts):
         segment["output_start"] = round(start, 4)
-    if out.shape[0] != n_target:
-        # the last seam absorbs the exact remainder; a few samples can remain from rounding
-        difference = n_target - out.shape[0]
-        if abs(difference) > int(0.005 * sample_rate):
-            raise AudioError(f"cannot recompose this song to {target_seconds:.2f} s "
-                             "(too few usable beats; try another length)")
-    return out, seams, segments, rate
+    # the exact length: a local, pitch-preserving stretch of the steadiest region
+    # between the untouched head and the real ending (the tail stays sample-exact)
+    n_before = out.shape[0]
+    out, stretch = _stretch_to_length(out, n_target, sample_rate=sample_rate, seams=seams,
+                                      head_keep_seconds=head_keep, tail_keep_seconds=tail_keep)
+    if stretch is not None:
+        region_start, region_end = stretch["region_seconds"]
+        old_end = region_start + (region_end - region_start) / stretch["factor"]
+
+        def moved(seconds: float) -> float:
+            if seconds <= region_start:
+                return seconds
+            if seconds >= old_end:
+                return round(seconds + (out.shape[0] - n_before) / sample_rate, 4)
+            return round(region_start + (seconds - region_start) * stretch["factor"], 4)
+
+        seams = [moved(seconds) for seconds in seams]
+        for segment in segments:
+            segment["output_start"] = moved(segment["output_start"])
+    return out, seams, segments, stretch
 
 
 # ---------------------------------------------------------------------------
@@ -1034,7 +1199,7 @@ def extend_audio(
         segments = [{"source_start": 0.0, "source_end": length, "output_start": 0.0},
                     {"source_start": None, "source_end": None, "output_start": length, "generated": True}]
         return ExtensionResult(out, audio.sample_rate, [length], segments, "neural",
-                               getattr(predictor, "name", "model"), None, None, None, 1.0, timings)
+                               getattr(predictor, "name", "model"), None, None, None, None, timings)
     progress(0, 3)
     analysis = analyze_song(mono, path=path)
     timings["analysis"] = round(time.perf_counter() - clock, 4)
@@ -1045,12 +1210,12 @@ def extend_audio(
     timings["plan"] = round(time.perf_counter() - clock, 4)
     progress(2, 3)
     clock = time.perf_counter()
-    out, seams, segments, rate = _render(audio, analysis, plan, target_seconds)
+    out, seams, segments, stretch = _render(audio, analysis, plan, target_seconds)
     timings["render"] = round(time.perf_counter() - clock, 4)
     progress(3, 3)
     return ExtensionResult(
         samples=out, sample_rate=audio.sample_rate, seams_seconds=seams, segments=segments,
         engine="guided", model=(getattr(predictor, "name", "model") if predictor is not None else None),
         fallback=analysis.fallback, tempo_bpm=round(analysis.tempo_bpm, 2),
-        beats_per_bar=analysis.beats_per_bar, varispeed=round(rate, 6), timings=timings,
+        beats_per_bar=analysis.beats_per_bar, stretch=stretch, timings=timings,
     )
