@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       analysis=analysis)
                     if variant == "engine":
                         report["engine_record"] = {k: record.get(k) for k in
-                                                   ("engine", "model", "fallback", "varispeed", "timings")}
+                                                   ("engine", "model", "fallback", "stretch", "timings")}
                     if variant == "splice" and full:
                         report["blind_detection"] = check_detection(song, extended, seams)
                     checks = metrics.targets_met(report, full=full)
