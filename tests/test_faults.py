@@ -280,11 +280,8 @@ ONE_HOUR_RSS_LIMIT_MB = 1024
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(strict=True, reason=(
-    "memory is not bounded: load_audio decodes the whole file to float32 and extension works on "
-    "whole arrays (peak RSS 6.1-8.1 GB for 1 h stereo 44.1 kHz); needs a duration cap in extend "
-    "(load_audio(max_seconds=...) -> AudioError) or streamed analysis and writing"))
 def test_one_hour_file_memory_is_bounded(tmp_path):
+    """extend holds whole songs in memory, so it refuses inputs over 20 minutes from the header."""
     source = tmp_path / "hour.flac"
     _write_long_flac(source, 3600)
     # a fresh parent process, so RUSAGE_CHILDREN's peak is extend's alone (not an earlier test's child)
@@ -292,20 +289,18 @@ def test_one_hour_file_memory_is_bounded(tmp_path):
                "p = subprocess.run([sys.executable, '-m', 'harmonizer_cli', *sys.argv[1:]], capture_output=True, "
                "text=True); sys.stdout.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
                "sys.stderr.write(p.stderr); sys.exit(p.returncode)")
-    result = subprocess.run([sys.executable, "-c", measure, "-q", "extend", str(source), "--minutes", "61",
+    result = subprocess.run([sys.executable, "-c", measure, "-q", "extend", str(source), "--minutes", "30",
                              "-o", str(tmp_path / "out.flac"), "--no-model"],
                             capture_output=True, text=True, timeout=1700)
     peak_mb = int(result.stdout) / 1024
     print(f"peak RSS of extend on a 1-hour file: {peak_mb:.0f} MB (exit {result.returncode})")
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode in (0, 3), result.stderr  # extended, or refused as too long
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == (f"error: {source}: too long (60.0 minutes; at most 20 minutes are accepted)")
     assert peak_mb < ONE_HOUR_RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"
+    assert not (tmp_path / "out.flac").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/extension.py: a 12 s song cannot be extended to 10 minutes: 'cannot reach the exact length "
-    "(off by 242.8 s and no room to absorb it)', exit 3 (targets above ~5 minutes fail on short songs); "
-    "the middle must be allowed to repeat as often as needed, and the message lacks the file name"))
 def test_extend_short_song_to_ten_minutes(tmp_path):
     source = tmp_path / "song.wav"
     sf.write(source, make_song(SONG_SECONDS, sample_rate=8000).samples, 8000)

@@ -422,6 +422,8 @@ def plan_path(
         bright = abs(float(np.sum(weight * centroid) / (weight.sum() + 1e-12)) / song_centroid - 1.0) * 100.0
         return MOOD_LOUDNESS_WEIGHT * loud_db + MOOD_CENTROID_WEIGHT * bright
 
+    # every jump goes back at least min_lag beats: short songs and long targets need many
+    max_steps = 64 + int(abs(extra) / max(min_lag * period, 0.25))
     best: Optional[PlannedPath] = None
     for restart in range(n_restarts):
         greedy = restart == 0
@@ -430,7 +432,7 @@ def plan_path(
         backs: list = []
         p_beat, p_time, elapsed, head_end = 0, 0.0, 0.0, None
         score = 0.0
-        for _step in range(64):
+        for _step in range(max_steps):
             need = target_seconds - elapsed - (duration - p_time)
             # what the local stretch may absorb grows with the middle (or the head while there is none)
             middle = (elapsed - head_end) if len(jumps) >= 2 else elapsed
