@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import re
@@ -257,34 +259,25 @@ def command(
         return
 
     failures: list[str] = []
-    done = 0
-    with progress_for(state, "extending", batch=True) as update:
+    with progress_for(state, "extending", batch=True) as update, contextlib.ExitStack() as stack:
         update(0, len(jobs_list))
         if jobs > 1:
             import concurrent.futures
             import multiprocessing
 
             context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "forkserver")
-            with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
-                                                        mp_context=context) as pool:
-                for job, (record, error, _code) in zip(jobs_list, pool.map(_run_job, jobs_list)):
-                    done += 1
-                    update(done, len(jobs_list), text=Path(job["input"]).name)
-                    if error is not None:
-                        failures.append(job["input"])
-                        print(f"error: {error}", file=sys.stderr, flush=True)
-                    else:
-                        report(record)
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(jobs, len(jobs_list)), mp_context=context))
+            results = pool.map(_run_job, jobs_list)
         else:
-            for job in jobs_list:
-                record, error, _code = _run_job(job)
-                done += 1
-                update(done, len(jobs_list), text=Path(job["input"]).name)
-                if error is not None:
-                    failures.append(job["input"])
-                    print(f"error: {error}", file=sys.stderr, flush=True)
-                else:
-                    report(record)
+            results = map(_run_job, jobs_list)
+        for done, (job, (record, error, _code)) in enumerate(zip(jobs_list, results), start=1):
+            update(done, len(jobs_list), text=Path(job["input"]).name)
+            if error is not None:
+                failures.append(job["input"])
+                print(f"error: {error}", file=sys.stderr, flush=True)
+            else:
+                report(record)
     summary = f"{len(jobs_list) - len(failures)} of {len(jobs_list)} files extended"
     if failures:
         raise BatchError(f"{summary}; {len(failures)} failed")
