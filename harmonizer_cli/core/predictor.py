@@ -25,7 +25,10 @@ def default_model_path() -> Path:
     """Folder of the default model shipped with the package (``models/default``)."""
     from importlib.resources import files
 
-    return Path(str(files("harmonizer_cli.models") / "default"))
+    try:
+        return Path(str(files("harmonizer_cli.models") / "default"))
+    except ModuleNotFoundError:  # a source checkout used without installing: models/ beside it
+        return Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
