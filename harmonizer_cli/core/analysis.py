@@ -27,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 from harmonizer_cli.errors import AudioError
 
 __all__ = ["SongAnalysis", "analyze_song", "MIN_ANALYSIS_SECONDS", "MIN_BEATS"]
@@ -117,31 +118,16 @@ class SongAnalysis:
 # Spectral front end
 # ---------------------------------------------------------------------------
 
-def _hz_to_mel(hz):
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
-def _mel_to_hz(mel):
-    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
-
-
 def mel_filterbank(*, sample_rate: int = ANALYSIS_SAMPLE_RATE, n_fft: int = N_FFT,
                    n_mels: int = N_MELS, fmin: float = 30.0, fmax: float | None = None) -> np.ndarray:
-    """Triangular mel filters, area-normalised.
+    """Triangular mel filters, area-normalised (``features.mel_weights``), up to Nyquist by default.
 
     Returns
     -------
     np.ndarray [shape=(n_mels, n_fft // 2 + 1), dtype=float32]
     """
-    fmax = fmax or sample_rate / 2.0
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None, :] - lower) / np.maximum(centre - lower, 1e-9)
-    down = (upper - freqs[None, :]) / np.maximum(upper - centre, 1e-9)
-    weights = np.maximum(0.0, np.minimum(up, down))
-    weights *= (2.0 / np.maximum(upper - lower, 1e-9))
-    return weights.astype(np.float32)
+    return mel_weights(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+                       fmax=fmax or sample_rate / 2.0)
 
 
 def chroma_filterbank(*, sample_rate: int = ANALYSIS_SAMPLE_RATE, n_fft: int = N_FFT,
@@ -414,7 +400,7 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     timbre_frames = log_mel @ _dct_matrix(N_MELS, N_TIMBRE + 1).T
     timbre = _beat_sync(timbre_frames[:, 1:], bounds)
     loudness = 10.0 * np.log10(_beat_sync(power, bounds) + 1e-10)
-    mel_centres = _mel_to_hz(np.linspace(_hz_to_mel(30.0), _hz_to_mel(sample_rate / 2.0), N_MELS + 2))[1:-1]
+    mel_centres = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(sample_rate / 2.0), N_MELS + 2))[1:-1]
     mel_energy = _beat_sync(mel, bounds)
     centroid = (mel_energy @ mel_centres) / (mel_energy.sum(axis=1) + 1e-12)
     onset_at_beat = onset[np.clip(beat_frames, 0, n_frames - 1)]

@@ -40,6 +40,9 @@ __all__ = [
     "REPRESENTATIONS",
     "LogMelSpec",
     "mel_filterbank",
+    "mel_weights",
+    "hz_to_mel",
+    "mel_to_hz",
     "logmel_frames",
     "frames_for",
     "frame_size_for",
@@ -118,31 +121,47 @@ class LogMelSpec:
         return cls(**known).validate()
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """HTK mel scale: ``2595 * log10(1 + hz / 700)``."""
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of ``hz_to_mel``."""
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(spec: LogMelSpec = LogMelSpec()) -> np.ndarray:
-    """Triangular mel filters (HTK scale), each normalised to unit area.
+def mel_weights(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular mel filters (HTK scale), each normalised to unit area over Hz.
+
+    The one filterbank of the project: the model's ``logmel`` frames and the
+    extension's analysis both use it (as librosa's ``htk=True, norm="slaney"``).
 
     Returns
     -------
     np.ndarray [shape=(n_mels, n_fft // 2 + 1), dtype=float32]
         Weights applied to a power spectrum's bins.
     """
-    spec.validate()
-    bin_hz = np.arange(spec.n_fft // 2 + 1) * spec.sample_rate / spec.n_fft
-    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(spec.fmin), _hz_to_mel(spec.fmax), spec.n_mels + 2))
+    bin_hz = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
     rising = (bin_hz[None, :] - lower) / (centre - lower)
     falling = (upper - bin_hz[None, :]) / (upper - centre)
     weights = np.maximum(0.0, np.minimum(rising, falling))
     weights *= (2.0 / (upper - lower))  # unit area over Hz (librosa's norm="slaney")
     return weights.astype(np.float32)
+
+
+def mel_filterbank(spec: LogMelSpec = LogMelSpec()) -> np.ndarray:
+    """The ``logmel`` representation's filters (``mel_weights`` with ``spec``'s values).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, n_fft // 2 + 1), dtype=float32]
+    """
+    spec.validate()
+    return mel_weights(sample_rate=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels,
+                       fmin=spec.fmin, fmax=spec.fmax)
 
 
 def _hann(n_fft: int) -> np.ndarray:
