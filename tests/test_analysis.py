@@ -75,3 +75,28 @@ def test_no_pulse_falls_back_to_a_grid():
     analysis = analyze_song(drone.astype(np.float32))
     assert analysis.fallback == "no-pulse"
     assert np.allclose(np.diff(analysis.beat_seconds), 0.5)
+
+
+def test_k_weighting_matches_the_standard():
+    from harmonizer_cli.core.analysis import k_weighting_gain
+
+    gain_db = 10.0 * np.log10(k_weighting_gain(np.array([20.0, 997.0, 10000.0])))
+    assert gain_db[0] < -10.0                   # the RLB high-pass
+    assert abs(gain_db[1] - 0.691) < 0.01       # why LUFS subtracts 0.691 dB
+    assert abs(gain_db[2] - 4.0) < 0.1          # the high shelf
+
+
+def test_frame_levels_cover_the_song_and_follow_its_spectrum():
+    t = np.arange(12 * RATE) / RATE
+    low = 0.3 * np.sin(2 * np.pi * 200.0 * t)
+    high = 0.3 * np.sin(2 * np.pi * 4000.0 * t)
+    mono = np.where(t < 6.0, low, high).astype(np.float32)
+    levels = analyze_song(mono, force_grid=True).levels
+    assert levels.power.size == levels.energy.size == 1 + mono.size // 512
+    centroid = levels.centroid_num / np.maximum(levels.energy, 1e-20)
+    rate = levels.frame_rate
+    assert abs(np.median(centroid[int(1 * rate):int(5 * rate)]) - 200.0) < 20.0
+    assert abs(np.median(centroid[int(7 * rate):int(11 * rate)]) - 4000.0) < 50.0
+    # the same power, but K-weighting counts 4 kHz about 4.2 dB louder than 200 Hz
+    ratio = np.median(levels.k_power[int(7 * rate):int(11 * rate)]) / np.median(levels.k_power[int(1 * rate):int(5 * rate)])
+    assert 2.4 < ratio < 2.9

@@ -93,6 +93,28 @@ def test_no_sample_beyond_the_original_peak(song, extended):
     assert np.max(np.abs(extended.samples)) <= 1.0
 
 
+def test_crossfades_of_a_full_scale_master_do_not_clip():
+    """Decoded mp3s overshoot 0 dBFS a little; a crossfade must not add overs of its own
+    (16-bit output clips them into broadband clicks)."""
+    from harmonizer_cli.core.extension import _crossfade
+
+    rate = 44100
+    t = np.arange(int(0.02 * rate)) / rate
+    # two loud, unrelated passages, both at a crest at the centre: power-keeping gains
+    # for weakly correlated passages add them up to about +2 dB there
+    centre = t - 0.01
+    a = 0.85 * np.cos(2 * np.pi * 110.0 * centre)
+    b = 0.85 * np.cos(2 * np.pi * 147.0 * centre)
+    a[:10] = 1.06  # an over of the song's own, at the crossfade's start
+    seg_a, seg_b = a[:, None].astype(np.float32), b[:, None].astype(np.float32)
+    mixed = np.abs(_crossfade(seg_a, seg_b, full_scale=True)[:, 0])
+    own = np.maximum(np.abs(a), np.abs(b))
+    assert np.all((mixed <= 1.0 + 1e-6) | (mixed <= own + 1e-6))  # over 1.0 only where a passage is
+    # a float source louder than full scale keeps its own peaks as the limit
+    loud = _crossfade(4 * seg_a, 4 * seg_b, full_scale=False)
+    assert np.max(np.abs(loud)) <= 4 * 1.06 + 1e-5
+
+
 def test_seams_have_no_step(song, extended):
     rate = song.sample_rate
     for seam in extended.seams_seconds:
@@ -234,3 +256,107 @@ def test_realignment_searches_around_the_groove_offset():
     # a refinement with a narrow search keeps the offset it is centred on
     _, _, refined = _align(piece_a, piece_b, window=1323, reach=1500, search=150, centre=x0 + 40)
     assert refined == -576
+
+
+def test_wsola_keeps_the_level_of_noise_like_music():
+    # overlapping frames of noise do not add coherently: without a correction the
+    # overlap-add loses about 0.1 dB (up to 0.24 dB on the real songs)
+    sample_rate = 44100
+    noise = (0.1 * np.random.default_rng(0).standard_normal((8 * sample_rate, 2))).astype(np.float32)
+    start, end = 2 * sample_rate, 6 * sample_rate
+    for factor in (0.97, 1.03):
+        out = _wsola(noise, start=start, end=end, new_length=int((end - start) * factor), sample_rate=sample_rate)
+        change_db = 10 * np.log10(np.mean(out.astype(np.float64) ** 2) / np.mean(noise[start:end].astype(np.float64) ** 2))
+        assert abs(change_db) < 0.04
+
+
+def test_path_levels_predict_the_loudness_a_meter_measures():
+    """The planner's loudness, brightness and dip estimate against pyloudnorm and the metrics."""
+    import pyloudnorm
+
+    from harmonizer_cli.core.analysis import analyze_song
+    from harmonizer_cli.core.audio_io import to_model_view
+    from harmonizer_cli.core.extension import _PathLevels
+    from harmonizer_cli.core.metrics import level_dip_db
+
+    sample_rate = 22050
+    t = np.arange(40 * sample_rate) / sample_rate
+    quiet = 0.05 * np.sin(2 * np.pi * 220.0 * t)
+    loud = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.1 * np.sin(2 * np.pi * 3000.0 * t)
+    mono = np.where((t >= 10) & (t < 30), loud, quiet).astype(np.float32)
+    analysis = analyze_song(to_model_view(Audio(mono[:, None], sample_rate)), force_grid=True)
+    levels = _PathLevels(analysis.levels)
+    meter = pyloudnorm.Meter(sample_rate)
+    song_lufs = meter.integrated_loudness(mono.astype(np.float64))
+    for spans in ([(0.0, 30.0), (10.0, 40.0)],               # the loud middle twice
+                  [(0.0, 12.0), (0.0, 40.0)],                # more of the quiet start
+                  [(0.0, 20.0), (25.0, 35.0), (15.0, 40.0)]):
+        path = np.concatenate([mono[int(a * sample_rate):int(b * sample_rate)] for a, b in spans])
+        d_loud, d_bright, d_dip = levels.drift(spans)
+        measured = meter.integrated_loudness(path.astype(np.float64)) - song_lufs
+        assert abs(d_loud - measured) < 0.15, (spans, d_loud, measured)
+        dip = level_dip_db(path[:, None], sample_rate=sample_rate) - level_dip_db(mono[:, None], sample_rate=sample_rate)
+        assert abs(d_dip - dip) < 1.0, (spans, d_dip, dip)
+
+
+def test_banned_jumps_are_never_taken(song):
+    from harmonizer_cli.core.analysis import analyze_song
+    from harmonizer_cli.core.audio_io import to_model_view
+    from harmonizer_cli.core.extension import plan_path
+
+    analysis = analyze_song(to_model_view(song))
+    first = plan_path(analysis, 60.0, seed=0)
+    assert first.jumps
+    banned = frozenset(first.jumps)
+    second = plan_path(analysis, 60.0, seed=0, banned=banned)
+    assert second.jumps and not banned & set(second.jumps)
+
+
+def test_seam_audit_measures_what_the_benchmark_measures(song):
+    """The engine's own crest and novelty agree with harmonizer_cli.core.metrics at the same points."""
+    pytest.importorskip("librosa")
+    from harmonizer_cli.core import metrics
+    from harmonizer_cli.core.extension import _exposure, _mono_mix
+
+    points = np.arange(1.0, 20.0, 0.37)
+    ours = _exposure(song.samples, _mono_mix(song.samples), sample_rate=song.sample_rate, points=points)
+    crest = metrics.seam_crest(song.samples, sample_rate=song.sample_rate, times=points)
+    novelty = metrics.seam_novelty(song.samples, sample_rate=song.sample_rate, times=points)
+    assert np.allclose(ours[:, 0], crest, rtol=0.05, atol=0.05)
+    # the same windows; mel filters on the HTK scale here, librosa's default there
+    assert np.corrcoef(ours[:, 1], novelty)[0, 1] > 0.9
+    assert np.median(np.abs(ours[:, 1] - novelty) / novelty) < 0.15
+
+
+def test_every_seam_is_audited_against_the_song(song, monkeypatch):
+    """A plan whose rendered seam stands out is re-planned without that jump."""
+    from harmonizer_cli.core import extension
+
+    planned = []
+    real_plan = extension.plan_path
+
+    def spy(*args, **kwargs):
+        plan = real_plan(*args, **kwargs)
+        planned.append((kwargs.get("banned", frozenset()), list(plan.jumps)))
+        return plan
+
+    monkeypatch.setattr(extension, "plan_path", spy)
+    # every seam of the first plan reads as exposed: its jumps must be banned next
+    real_exposure = extension._exposure
+    calls = {"n": 0}
+
+    def exposed_first(samples, mono, *, sample_rate, points):
+        values = real_exposure(samples, mono, sample_rate=sample_rate, points=points)
+        if len(points) < 100:  # the seams (the song's limits use many more points)
+            calls["n"] += 1
+            if calls["n"] == 1:
+                values = values + 1e6
+        return values
+
+    monkeypatch.setattr(extension, "_exposure", exposed_first)
+    result = extension.extend_audio(song, target_seconds=50.0, seed=1)
+    assert 2 <= len(planned) <= extension.SEAM_AUDIT_ROUNDS
+    first_jumps = set(planned[0][1])
+    assert first_jumps <= planned[1][0]              # banned in the second plan
+    assert not first_jumps & set(planned[1][1])
+    assert result.samples.shape[0] == int(round(50.0 * song.sample_rate))

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from harmonizer_cli.console import AppState, log, progress_for
-from harmonizer_cli.errors import AudioError, BatchError, ConfigError, HarmonizerError, ModelError
+from harmonizer_cli.errors import AudioError, BatchError, ConfigError, HarmonizerError, Interrupted, ModelError
 
 __all__ = ["command", "parse_duration"]
 
@@ -144,6 +144,24 @@ def _process_one(job: dict) -> dict:
     }
 
 
+_IN_WORKER = False
+
+
+def _raise_interrupted(signal_number: int, frame: object) -> None:
+    raise Interrupted(signal_number)
+
+
+def _worker_init() -> None:
+    """Pool workers: SIGTERM (sent by the parent when it is interrupted) raises
+    ``Interrupted``, so the job's partial output is removed; Ctrl-C is the parent's."""
+    global _IN_WORKER
+    import signal
+
+    _IN_WORKER = True
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_job(job: dict) -> tuple[dict | None, str | None, int]:
     """Worker wrapper: an error comes back as its message and exit code."""
     try:
@@ -151,6 +169,10 @@ def _run_job(job: dict) -> tuple[dict | None, str | None, int]:
     except HarmonizerError as exc:
         message = str(exc) if exc.path is not None else f"{job['input']}: {exc}"
         return None, message, exc.exit_code
+    except Interrupted as exc:
+        if _IN_WORKER:  # the output was cleaned up on the way here: stop now, take no next job
+            os._exit(exc.exit_code)
+        raise
 
 
 def command(
@@ -180,7 +202,9 @@ def command(
     The guided engine analyses beats, bars, harmony, timbre and loudness, then
     plays the song's own beginning, a middle recomposed from its own bars
     (jumps only where the musical context matches, each seam a short
-    beat-aligned crossfade) and its real ending, untouched. The length matches
+    beat-aligned crossfade) and its real ending, untouched. Every seam is
+    checked against the song's own moments (sample step, spectral jump) and a
+    path whose seam stands out is re-planned. The length matches
     the request within 10 ms without padding or trimming: each seam may move by
     up to 10 ms to absorb the fraction of a beat that is left, and what the
     seams cannot absorb is taken by a local, pitch-preserving time-stretch
@@ -267,17 +291,25 @@ def command(
 
             context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "forkserver")
             pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(jobs, len(jobs_list)), mp_context=context))
+                max_workers=min(jobs, len(jobs_list)), mp_context=context, initializer=_worker_init))
             results = pool.map(_run_job, jobs_list)
         else:
+            pool = None
             results = map(_run_job, jobs_list)
-        for done, (job, (record, error, _code)) in enumerate(zip(jobs_list, results), start=1):
-            update(done, len(jobs_list), text=Path(job["input"]).name)
-            if error is not None:
-                failures.append(job["input"])
-                print(f"error: {error}", file=sys.stderr, flush=True)
-            else:
-                report(record)
+        try:
+            for done, (job, (record, error, _code)) in enumerate(zip(jobs_list, results), start=1):
+                update(done, len(jobs_list), text=Path(job["input"]).name)
+                if error is not None:
+                    failures.append(job["input"])
+                    print(f"error: {error}", file=sys.stderr, flush=True)
+                else:
+                    report(record)
+        except (Interrupted, KeyboardInterrupt):
+            if pool is not None:  # stop the workers now (each removes its partial output)
+                pool.shutdown(wait=False, cancel_futures=True)
+                for child in multiprocessing.active_children():
+                    child.terminate()
+            raise
     summary = f"{len(jobs_list) - len(failures)} of {len(jobs_list)} files extended"
     if failures:
         raise BatchError(f"{summary}; {len(failures)} failed")

@@ -30,7 +30,7 @@ import numpy as np
 from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 from harmonizer_cli.errors import AudioError
 
-__all__ = ["SongAnalysis", "analyze_song", "MIN_ANALYSIS_SECONDS", "MIN_BEATS"]
+__all__ = ["FrameLevels", "SongAnalysis", "k_weighting_gain", "analyze_song", "MIN_ANALYSIS_SECONDS", "MIN_BEATS"]
 
 ANALYSIS_SAMPLE_RATE = 22050
 N_FFT = 2048
@@ -45,6 +45,36 @@ MIN_BEATS = 8
 NO_PULSE_GRID_SECONDS = 0.5
 # Peak level below which a file counts as digital silence.
 _SILENCE_PEAK = 10 ** (-80 / 20)
+
+
+@dataclass(frozen=True)
+class FrameLevels:
+    """Frame-level energy of the analysis STFT (``frame_rate`` frames a second).
+
+    Enough to predict the level, integrated loudness and brightness of any
+    recombination of the song's frames without rendering it (the planner judges
+    whole paths with it).
+
+    Attributes
+    ----------
+    frame_rate : float
+        Frames a second (22050 / 512).
+    power : np.ndarray [shape=(n_frames,)]
+        Mean squared sample value of the middle half of each frame.
+    k_power : np.ndarray [shape=(n_frames,)]
+        Spectral energy weighted by the ITU-R BS.1770 K-weighting filter (loudness).
+    energy : np.ndarray [shape=(n_frames,)]
+        Spectral energy (sum of the squared STFT magnitudes).
+    centroid_num : np.ndarray [shape=(n_frames,)]
+        Frequency-weighted spectral energy (Hz): ``centroid_num / energy`` is the
+        frame's spectral centroid.
+    """
+
+    frame_rate: float
+    power: np.ndarray
+    k_power: np.ndarray
+    energy: np.ndarray
+    centroid_num: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,8 @@ class SongAnalysis:
         cut there.
     fallback : str or None
         ``"no-pulse"`` when the beats are a fixed grid, else None.
+    levels : FrameLevels or None
+        Frame-level energies (loudness and brightness of recombinations).
     """
 
     duration_seconds: float
@@ -97,6 +129,7 @@ class SongAnalysis:
     centroid_hz: Optional[np.ndarray] = None
     mel_before_db: Optional[np.ndarray] = None
     mel_after_db: Optional[np.ndarray] = None
+    levels: Optional[FrameLevels] = None
 
     @property
     def n_beats(self) -> int:
@@ -158,15 +191,36 @@ def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     return basis.astype(np.float32)
 
 
-def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mel power, chroma energy and frame power of the centred STFT.
+# ITU-R BS.1770 K-weighting at 48 kHz: a high shelf (+4 dB above about 1.5 kHz)
+# then the RLB high-pass (about 38 Hz), as (b, a) biquads.
+_K_WEIGHTING_48K = (
+    ((1.53512485958697, -2.69169618940638, 1.19839281085285), (1.0, -1.69065929318241, 0.73248077421585)),
+    ((1.0, -2.0, 1.0), (1.0, -1.99004745483398, 0.99007225036621)),
+)
+
+
+def k_weighting_gain(freqs: np.ndarray) -> np.ndarray:
+    """Squared magnitude response of the BS.1770 K-weighting filter at ``freqs`` (Hz).
+
+    Evaluated from the standard's 48 kHz biquads, which is exact for every
+    frequency up to 24 kHz (the analysis view stops at 11025 Hz).
+    """
+    z = np.exp(-1j * 2.0 * np.pi * np.asarray(freqs, dtype=np.float64) / 48000.0)
+    gain = np.ones(z.shape)
+    for b, a in _K_WEIGHTING_48K:
+        gain *= np.abs((b[0] + b[1] * z + b[2] * z * z) / (a[0] + a[1] * z + a[2] * z * z)) ** 2
+    return gain
+
+
+def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray, FrameLevels]:
+    """Mel power, chroma energy and frame levels of the centred STFT.
 
     Returns
     -------
     mel : np.ndarray [shape=(n_frames, N_MELS)]
     chroma : np.ndarray [shape=(n_frames, 12)]
-    power : np.ndarray [shape=(n_frames,)]
-        Mean squared sample value of each frame (for loudness).
+    levels : FrameLevels
+        Per-frame power, K-weighted energy, energy and centroid numerator.
     """
     padded = np.pad(mono.astype(np.float32), (N_FFT // 2, N_FFT // 2))
     n_frames = 1 + (padded.size - N_FFT) // HOP
@@ -176,7 +230,11 @@ def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray
     chroma_fb = chroma_filterbank()
     mel = np.empty((n_frames, N_MELS), dtype=np.float32)
     chroma = np.empty((n_frames, 12), dtype=np.float32)
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / ANALYSIS_SAMPLE_RATE)
+    # columns: K-weighted energy, energy, frequency-weighted energy
+    level_weights = np.stack([k_weighting_gain(freqs), np.ones_like(freqs), freqs], axis=1).astype(np.float32)
     power = np.empty(n_frames, dtype=np.float32)
+    sums = np.empty((n_frames, 3), dtype=np.float64)
     for start in range(0, n_frames, block):
         chunk = windows[start:start + block]
         power[start:start + block] = np.mean(chunk[:, N_FFT // 4: 3 * N_FFT // 4] ** 2, axis=1)
@@ -184,7 +242,10 @@ def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray
         magnitude_sq = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
         mel[start:start + block] = magnitude_sq @ mel_fb.T
         chroma[start:start + block] = np.sqrt(magnitude_sq) @ chroma_fb.T
-    return mel, chroma, power
+        sums[start:start + block] = magnitude_sq @ level_weights
+    levels = FrameLevels(frame_rate=ANALYSIS_SAMPLE_RATE / HOP, power=power, k_power=sums[:, 0],
+                         energy=sums[:, 1], centroid_num=sums[:, 2])
+    return mel, chroma, levels
 
 
 # ---------------------------------------------------------------------------
@@ -362,7 +423,8 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     if float(np.max(np.abs(mono))) < _SILENCE_PEAK:
         raise AudioError("is digital silence: nothing to extend", path=path)
 
-    mel, chroma_frames, power = _spectral_frames(mono)
+    mel, chroma_frames, levels = _spectral_frames(mono)
+    power = levels.power
     frame_rate = sample_rate / HOP
     log_mel = np.log10(mel + 1e-10)
     log_mel = np.maximum(log_mel, log_mel.max() - 8.0)  # 80 dB range
@@ -428,4 +490,5 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
         centroid_hz=centroid.astype(np.float32),
         mel_before_db=before.astype(np.float32),
         mel_after_db=after.astype(np.float32),
+        levels=levels,
     )
