@@ -360,3 +360,30 @@ def test_every_seam_is_audited_against_the_song(song, monkeypatch):
     assert first_jumps <= planned[1][0]              # banned in the second plan
     assert not first_jumps & set(planned[1][1])
     assert result.samples.shape[0] == int(round(50.0 * song.sample_rate))
+
+
+def test_a_quiet_intro_among_loud_music_is_charged_as_a_dip():
+    from harmonizer_cli.core.analysis import analyze_song
+    from harmonizer_cli.core.extension import _seam_dip
+
+    rate = 22050
+    t = np.arange(50 * rate) / rate
+    level = np.where((t < 10) | (t >= 40), 0.01, 0.3)  # quiet intro and outro, loud middle
+    mono = (level * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
+    levels = analyze_song(mono, force_grid=True).levels
+    dips = _seam_dip(levels, np.array([30.0, 38.0, 35.0]), np.array([2.0, 22.0, 25.0]))
+    assert dips[0] > 5.0          # loud music, then the quiet intro again: a restart
+    assert dips[1] < 0.5 and dips[2] < 0.5  # loud to loud: nothing new
+
+
+def test_the_real_ending_is_not_played_mid_way(song):
+    """No jump leaves from inside the song's last seconds: those play once, at the end."""
+    from harmonizer_cli.core.extension import TAIL_MIN_SECONDS
+
+    longer = make_song(seconds=40.0, seed=4)
+    result = extend_audio(longer, target_seconds=100.0, seed=0)
+    tail_start = longer.duration_seconds - min(TAIL_MIN_SECONDS, 0.3 * longer.duration_seconds)
+    beat = 0.5  # 120 BPM; a cut may move up to 30 % of a beat after its beat
+    for segment in result.segments[:-1]:
+        assert segment["source_end"] <= tail_start + 0.3 * beat + 1e-3
+    assert result.segments[-1]["source_end"] == pytest.approx(longer.duration_seconds, abs=1e-3)
