@@ -155,3 +155,17 @@ def test_explicit_model_that_does_not_exist_is_an_error(song_wav, tmp_path):
     assert result.exit_code == 5
     assert not (tmp_path / "g.wav").exists()
     assert invoke(str(song_wav), "-s", "40", "--model", str(tmp_path), "--no-model").exit_code == 2
+
+
+@pytest.mark.parametrize(("subtype", "suffix", "expected"), [
+    ("PCM_24", "wav", "PCM_24"), ("PCM_24", "flac", "PCM_24"), ("FLOAT", "wav", "FLOAT"),
+    ("FLOAT", "flac", "PCM_24"), ("PCM_16", "wav", "PCM_16"), ("PCM_16", "flac", "PCM_16"),
+])
+def test_output_keeps_the_input_resolution(tmp_path, subtype, suffix, expected):
+    song = make_song(seconds=12.0)
+    source = tmp_path / "in.wav"
+    sf.write(source, song.samples, song.sample_rate, subtype=subtype)
+    out = tmp_path / f"out.{suffix}"
+    result = invoke(str(source), "-s", "20", "-o", str(out), "--no-model")
+    assert result.exit_code == 0, result.output
+    assert sf.info(out).subtype == expected

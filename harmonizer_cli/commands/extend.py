@@ -88,7 +88,7 @@ def _output_for(source: Path, *, output: Optional[Path], out_dir: Optional[Path]
 
 def _process_one(job: dict) -> dict:
     """Extend one file and write it; returns the JSON record. Runs in a worker process too."""
-    from harmonizer_cli.core.audio_io import load_audio, save_audio
+    from harmonizer_cli.core.audio_io import load_audio, output_format_for, output_subtype_for, save_audio
     from harmonizer_cli.core.extension import extend_audio
 
     started = time.perf_counter()
@@ -119,6 +119,7 @@ def _process_one(job: dict) -> dict:
         model_name = getattr(predictor, "name", "model")
     clock = time.perf_counter()
     save_audio(destination, result.samples, result.sample_rate, format=job["format"],
+               subtype=output_subtype_for(source, output_format_for(destination, job["format"])),
                overwrite=job["force"], inputs=(source,))
     timings = {"load": round(load_seconds, 4), **result.timings,
                "write": round(time.perf_counter() - clock, 4),

@@ -28,6 +28,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "load_audio",
     "audio_info",
+    "output_subtype_for",
     "to_mono",
     "resample",
     "to_model_view",
@@ -231,6 +232,27 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
         raise AudioError("too large to decode in memory", path=path) from exc
     _check_duration(path, samples.shape[0], sample_rate, max_seconds)
     return _validate_samples(samples, sample_rate, path)
+
+
+def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:
+    """The subtype that keeps ``source``'s resolution in a ``format`` ("wav", "flac", ...) file.
+
+    24-bit and 32-bit PCM stay 24/32-bit, float stays float (FLAC, which holds
+    neither 32-bit nor float, gets 24-bit); everything else, lossy sources
+    included, gets the format's default (16-bit for WAV and FLAC). None where the
+    format has no choice (Ogg Vorbis, mp3) or the source's header cannot be read.
+    """
+    if format not in ("wav", "flac"):
+        return None
+    try:
+        subtype = sf.info(str(source)).subtype
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return None
+    if subtype in ("PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
+        if format == "flac":
+            return "PCM_24"
+        return {"DOUBLE": "FLOAT"}.get(subtype, subtype)
+    return None
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
