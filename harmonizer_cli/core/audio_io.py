@@ -52,6 +52,8 @@ OUTPUT_FORMATS = {
 #: Subtype names accepted for ``bit_depth``-like choices.
 WAV_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 
+# Lossy formats libsndfile reads.
+_LOSSY_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus"}
 # Containers libsndfile cannot read; decoded through audioread (ffmpeg) when present.
 _AUDIOREAD_SUFFIXES = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".alac"}
 
@@ -242,10 +244,11 @@ def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:
     included, gets the format's default (16-bit for WAV and FLAC). None where the
     format has no choice (Ogg Vorbis, mp3) or the source's header cannot be read.
     """
-    if format not in ("wav", "flac"):
-        return None
+    if format not in ("wav", "flac") or Path(source).suffix.lower() in _LOSSY_SUFFIXES | _AUDIOREAD_SUFFIXES:
+        return None  # lossy sources have no bit depth to keep (and mp3 headers make libmpg123 talk)
     try:
-        subtype = sf.info(str(source)).subtype
+        with _c_stderr_silenced():
+            subtype = sf.info(str(source)).subtype
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
     if subtype in ("PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
