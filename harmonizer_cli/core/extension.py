@@ -149,7 +149,7 @@ SEGMENT_EVENNESS = 1.5
 LONG_FADES = ((3.0, 0.100), (4.5, 0.200))
 #: A seam is exposed where it reads above this percentile of the song's own moments.
 EXPOSURE_PERCENTILE = 80.0
-#: Plans tried at most when rendered seams are more exposed than the song's own beats.
+#: Plans tried at most when rendered seams are more exposed than the song's own moments.
 SEAM_AUDIT_ROUNDS = 4
 #: Sources peaking at most this high are full-scale masters: no seam passes 1.0.
 FULL_SCALE_OVERS = 1.25
@@ -1523,8 +1523,8 @@ def extend_audio(
     plan_seconds = 0.0
     render_seconds = 0.0
     # seam audit: every seam as rendered must be no more exposed (sample step, spectral
-    # jump) than the song's own beats; a jump whose seam is gets banned and the path
-    # re-planned, and the least exposed of the attempts is kept
+    # jump) than most of the song's own moments; a jump whose seam is gets banned and
+    # the path re-planned, and the least exposed of the attempts is kept
     for attempt in range(SEAM_AUDIT_ROUNDS):
         clock = time.perf_counter()
         plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance, banned=frozenset(banned))
