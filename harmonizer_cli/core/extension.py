@@ -630,10 +630,12 @@ def plan_path(
             # and leave a residual the seams and a small local stretch can absorb
             rows = np.arange(p_beat + seg_min if jumps else max(seg_min, 1), leave_last + 1)
             if rows.size and last_start > 0:
-                sub = cands.full[rows, : last_start + 1]
-                left_all = need - (times[rows][:, None] - times[: last_start + 1][None, :])
                 cap = np.maximum(capacity(len(jumps) + 1, middle + np.maximum(times[rows] - p_time, 0.0)),
                                  0.55 * period)[:, None]
+            # (while more is left than the longest such jump spans, none can finish: skip the matrix)
+            if rows.size and last_start > 0 and need - (times[rows[-1]] - times[0]) <= float(cap.max()):
+                sub = cands.full[rows, : last_start + 1]
+                left_all = need - (times[rows][:, None] - times[: last_start + 1][None, :])
                 ok = np.isfinite(sub) & (np.abs(left_all) <= cap)
                 if ok.any():
                     flat = np.flatnonzero(ok)
@@ -1238,6 +1240,7 @@ class _Spliced:
     head_keep: float
     tail_keep: float
     stretch: Optional[dict] = None
+    windows: list = field(default_factory=list)  # (output around a seam, its output start), unassembled
 
 
 def _finish_length(spliced: "_Spliced", sample_rate: int) -> tuple[np.ndarray, list, list, Optional[dict]]:
@@ -1265,12 +1268,14 @@ def _finish_length(spliced: "_Spliced", sample_rate: int) -> tuple[np.ndarray, l
 
 
 def _splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seconds: float, *,
-            song_mono: Optional[np.ndarray] = None) -> _Spliced:
+            song_mono: Optional[np.ndarray] = None, assemble: bool = True) -> _Spliced:
     """Render ``plan`` from the original samples: every seam aligned, placed and crossfaded.
 
     ``song_mono`` is the mono mix of ``audio.samples`` (computed when not given).
     The result is within the seams' and the local stretch's reach of the target;
-    ``_finish_length`` makes it exact.
+    ``_finish_length`` makes it exact. With ``assemble=False`` the output is not put
+    together (``out`` is None); ``windows`` holds the output around each seam, exactly
+    as it would be, for the seam audit.
     """
     samples = audio.samples
     if song_mono is None:
@@ -1353,6 +1358,8 @@ def _splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
                              centre=alignments[k][2]) for k in range(n_seams)]
 
     out_blocks: list = []
+    windows: list = []
+    reach_out = int(0.1 * sample_rate)  # beyond the 50 ms either side that the audit measures
     out_len = 0
     seams: list = []
     segments: list = []
@@ -1387,6 +1394,11 @@ def _splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
             out_blocks.append(_crossfade(seg_a, seg_b, full_scale=full_scale))
         else:  # at the very edge of the audio: hard cut (not expected)
             out_blocks.append(piece_b.audio[start_b - half: start_b - half + fade])
+        if not assemble:  # the output around the seam: A before the fade, the fade, B after it
+            before = piece_a.audio[max(cursor, cut_a - half - reach_out):cut_a - half]
+            after = piece_b.audio[start_b - half + fade:start_b - half + fade + reach_out]
+            fade_at = out_len + (cut_a - half - cursor)
+            windows.append((np.concatenate([before, out_blocks[-1], after], axis=0), fade_at - before.shape[0]))
         out_len += (cut_a - half - cursor) + fade
         seam_time = (out_len - fade + half) / sample_rate
         segments.append({"source_start": round(source_start, 4),
@@ -1397,12 +1409,12 @@ def _splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seco
         source_start = piece_b.source_seconds(start_b, sample_rate)
     last = pieces[current]
     out_blocks.append(last.audio[cursor:])
-    out = np.concatenate(out_blocks, axis=0)
+    out = np.concatenate(out_blocks, axis=0) if assemble else None
     segments.append({"source_start": round(source_start, 4), "source_end": round(n_source / sample_rate, 4)})
     starts = [0.0] + seams
     for segment, start in zip(segments, starts):
         segment["output_start"] = round(start, 4)
-    return _Spliced(out, seams, segments, n_target, head_keep, tail_keep)
+    return _Spliced(out, seams, segments, n_target, head_keep, tail_keep, windows=windows)
 
 
 # ---------------------------------------------------------------------------
@@ -1530,19 +1542,22 @@ def extend_audio(
         plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance, banned=frozenset(banned))
         plan_seconds += time.perf_counter() - clock
         clock = time.perf_counter()
-        spliced = _splice(audio, analysis, plan, target_seconds, song_mono=song_mono)
+        spliced = _splice(audio, analysis, plan, target_seconds, song_mono=song_mono, assemble=False)
         if plan.jumps:
             if limits is None:
                 limits = _exposure_limits(audio, song_mono, analysis)
-            exposure = _exposure(spliced.out, _mono_mix(spliced.out), sample_rate=audio.sample_rate,
-                                 points=np.asarray(spliced.seams)) / limits[None, :]
+            rate = audio.sample_rate
+            exposure = np.stack([
+                _exposure(window, _mono_mix(window), sample_rate=rate,
+                          points=np.array([(int(round(seam * rate)) - window_start) / rate]))[0]
+                for (window, window_start), seam in zip(spliced.windows, spliced.seams)]) / limits[None, :]
             worst = np.nan_to_num(np.max(exposure, axis=1), nan=0.0)
         else:
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock
         score = float(worst.max()) if worst.size else 0.0
         if best is None or score < best[0] - 1e-9:
-            best = (score, spliced)
+            best = (score, plan)
         exposed = [plan.jumps[k] for k in np.flatnonzero(worst > 1.0)]
         if not exposed or attempt + 1 == SEAM_AUDIT_ROUNDS:
             break
@@ -1551,7 +1566,8 @@ def extend_audio(
     timings["plan"] = round(plan_seconds, 4)
     progress(2, 3)
     clock = time.perf_counter()
-    out, seams, segments, stretch = _finish_length(best[1], audio.sample_rate)
+    spliced = _splice(audio, analysis, best[1], target_seconds, song_mono=song_mono)
+    out, seams, segments, stretch = _finish_length(spliced, audio.sample_rate)
     timings["render"] = round(render_seconds + time.perf_counter() - clock, 4)
     progress(3, 3)
     return ExtensionResult(
