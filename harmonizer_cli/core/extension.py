@@ -287,6 +287,24 @@ def _unit_beats(analysis: SongAnalysis) -> int:
     return unit
 
 
+def _dip_frames(rate: float) -> tuple[int, int, int]:
+    """The benchmark's dip measure in analysis frames: 1 s window, 0.25 s hop, +-10 s median."""
+    return max(1, round(rate)), max(1, round(0.25 * rate)), 40
+
+
+def _level_and_running_median(power: np.ndarray, *, window: int, hop: int, half: int,
+                              edge: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Level (dB) of ``window``-frame means every ``hop`` frames, from ``edge`` to ``edge``
+    before the end, and its running median over +-``half`` steps (edges repeated)."""
+    cum = np.concatenate([[0.0], np.cumsum(power, dtype=np.float64)])
+    starts = np.arange(edge, power.size - window - edge + 1, hop)
+    level = 10.0 * np.log10((cum[starts + window] - cum[starts]) / window + 1e-10)
+    if level.size == 0:
+        return level, level
+    padded = np.pad(level, half, mode="edge")
+    return level, np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+
+
 def _seam_dip(levels, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -> np.ndarray:
     """How much deeper than any in the song a level dip near each seam would be (dB, >= 0).
 
@@ -298,12 +316,10 @@ def _seam_dip(levels, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -
     among louder music sounds like the song restarting).
     """
     rate = float(levels.frame_rate)
-    window, hop, half = max(1, round(rate)), max(1, round(0.25 * rate)), 40
-    cum = np.concatenate([[0.0], np.cumsum(levels.power, dtype=np.float64)])
-    starts = np.arange(0, max(1, levels.power.size - window + 1), hop)
-    level = 10.0 * np.log10((cum[np.minimum(starts + window, levels.power.size)] - cum[starts]) / window + 1e-10)
-    padded = np.pad(level, half, mode="edge")
-    running = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    window, hop, half = _dip_frames(rate)
+    level, running = _level_and_running_median(levels.power, window=window, hop=hop, half=half)
+    if level.size == 0:
+        return np.zeros(np.asarray(leave_seconds).shape)
     drop = running - level
     song_dip = float(np.max(drop)) if drop.size else 0.0
     m = level.size
@@ -440,9 +456,8 @@ class _PathLevels:
         rate = float(levels.frame_rate)
         self.rate = rate
         self.block, self.block_hop = max(1, round(0.4 * rate)), max(1, round(0.1 * rate))
-        self.window, self.window_hop = max(1, round(rate)), max(1, round(0.25 * rate))
+        self.window, self.window_hop, self.half = _dip_frames(rate)
         self.edge = round(5.0 * rate)
-        self.half = 40  # +-10 s of 0.25 s hops
         self.reference = self._measure(np.arange(levels.power.size))
 
     def frames(self, spans: list) -> np.ndarray:
@@ -463,15 +478,11 @@ class _PathLevels:
         gated = blocks[blocks > ungated * 0.1]  # -10 LU
         loudness = 10.0 * np.log10(max(float(np.mean(gated)) if gated.size else ungated, 1e-30))
         centroid = float(np.sum(levels.centroid_num[idx]) / max(float(np.sum(levels.energy[idx])), 1e-30))
-        power = levels.power[idx].astype(np.float64)
-        cum = np.concatenate([[0.0], np.cumsum(power)])
         edge = self.edge if idx.size >= self.window + 2 * self.edge else max(0, (idx.size - self.window) // 4)
-        starts = np.arange(edge, idx.size - self.window - edge + 1, self.window_hop)
-        if starts.size < 2:
+        level, running = _level_and_running_median(levels.power[idx].astype(np.float64), window=self.window,
+                                                   hop=self.window_hop, half=self.half, edge=edge)
+        if level.size < 2:
             return loudness, centroid, 0.0
-        level = 10.0 * np.log10((cum[starts + self.window] - cum[starts]) / self.window + 1e-10)
-        padded = np.pad(level, self.half, mode="edge")
-        running = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * self.half + 1), axis=1)
         return loudness, centroid, float(np.max(running - level))
 
     def drift(self, spans: list) -> tuple[float, float, float]:
