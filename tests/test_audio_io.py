@@ -234,3 +234,14 @@ def test_atomic_output_for_other_files(tmp_path: Path) -> None:
     with audio_io.atomic_output(target) as tmp:
         tmp.write_text("{}")
     assert target.read_text() == "{}"
+
+
+def test_float_wav_bytes_do_not_depend_on_the_time_of_writing(tmp_path):
+    # libsndfile's PEAK chunk holds a timestamp: the same job must give the same bytes
+    import time
+
+    samples = make_tone(0.5)
+    save_audio(tmp_path / "a.wav", samples, 44100, subtype="FLOAT")
+    time.sleep(1.1)
+    save_audio(tmp_path / "b.wav", samples, 44100, subtype="FLOAT")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()

@@ -429,6 +429,22 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
             tmp.unlink()
 
 
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code
+
+
+def _without_peak_chunk(handle: "sf.SoundFile") -> None:
+    """Keep libsndfile from writing a PEAK chunk into a float WAV/AIFF.
+
+    The chunk holds the time of writing, so two runs of the same job would give
+    different bytes. soundfile has no public switch: this uses its libsndfile
+    binding and does nothing if that is not there.
+    """
+    try:
+        sf._snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+    except AttributeError:
+        pass
+
+
 def save_audio(
     path: str | os.PathLike,
     samples: np.ndarray,
@@ -488,6 +504,8 @@ def save_audio(
                 str(tmp), mode="w", samplerate=int(sample_rate), channels=samples.shape[1],
                 format=major, subtype=subtype,
             ) as handle:
+                if subtype in ("FLOAT", "DOUBLE"):
+                    _without_peak_chunk(handle)
                 for start in range(0, samples.shape[0], _BLOCK_FRAMES):
                     handle.write(samples[start : start + _BLOCK_FRAMES])
         except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
