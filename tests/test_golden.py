@@ -1,0 +1,107 @@
+"""Golden regression: pinned plans and output hashes of the guided engine.
+
+A refactoring must leave these unchanged. When a change is *meant* to alter what
+``extend`` produces, run ``python tests/test_golden.py`` to print the new pins,
+paste them below and say in the commit message why the output changed.
+
+Pinned: the segments (source spans and where they start in the output), the seam
+times and the SHA-256 of the output as 16-bit PCM (what a WAV file holds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import SONGS_DIR  # noqa: E402
+from test_extension import make_song  # noqa: E402
+
+from harmonizer_cli.core.audio_io import Audio, load_audio  # noqa: E402
+from harmonizer_cli.core.extension import extend_audio  # noqa: E402
+
+#: The real song of the golden case (skipped when ../shared/music is absent).
+REAL_SONG = SONGS_DIR / "funk-casino-163105.mp3"
+
+
+def fingerprint(result) -> dict:
+    """What is pinned of an ``ExtensionResult``."""
+    pcm = np.clip(np.round(result.samples.astype(np.float64) * 32767.0), -32768, 32767).astype("<i2")
+    return {
+        "segments": [(s["source_start"], s["source_end"], s["output_start"]) for s in result.segments],
+        "seams": list(result.seams_seconds),
+        "stretch": result.stretch,
+        "n_samples": int(result.samples.shape[0]),
+        "sha256": hashlib.sha256(pcm.tobytes()).hexdigest(),
+    }
+
+
+def _synthetic_longer():
+    return extend_audio(make_song(), target_seconds=41.3, seed=0)
+
+
+def _synthetic_shorter():
+    return extend_audio(make_song(seconds=30.0, seed=3), target_seconds=19.5, seed=1)
+
+
+def _real_song():
+    from harmonizer_cli.core.predictor import load_predictor
+
+    return extend_audio(load_audio(REAL_SONG), target_seconds=150.0, seed=0, predictor=load_predictor(),
+                        path=str(REAL_SONG))
+
+
+CASES = {"synthetic-longer": _synthetic_longer, "synthetic-shorter": _synthetic_shorter, "real-song": _real_song}
+
+# --- pins (printed by `python tests/test_golden.py`) -------------------------------
+PINS: dict = {'real-song': {'n_samples': 6615000,
+               'seams': [55.6428, 83.9214, 99.3393, 114.3905, 121.9166],
+               'segments': [[0.0, 55.6428, 0.0],
+                            [25.1685, 53.4988, 55.6428],
+                            [19.2156, 34.6335, 83.9214],
+                            [42.2557, 57.3069, 99.3393],
+                            [49.696, 57.2221, 114.3905],
+                            [40.5665, 68.6498, 121.9166]],
+               'sha256': '3df96a1e0844e7ffe34277ee4a5a6666b756deb7a633069c49e0547c7594cb38',
+               'stretch': {'factor': 0.98, 'region_seconds': [66.4632, 68.9954]}},
+ 'synthetic-longer': {'n_samples': 1982400,
+                      'seams': [11.9366, 19.9415],
+                      'segments': [[0.0, 11.9366, 0.0], [3.9218, 11.9266, 11.9366], [2.4461, 24.0, 19.9415]],
+                      'sha256': 'cc1550247f19d8ff968dc35c131fee9a2388dbd434fc052c17710d823258bc15',
+                      'stretch': {'factor': 0.98, 'region_seconds': [21.5973, 31.1697]}},
+ 'synthetic-shorter': {'n_samples': 936000,
+                       'seams': [4.4216],
+                       'segments': [[0.0, 4.4216, 0.0], [14.9116, 30.0, 4.4216]],
+                       'sha256': '82e61d7b5c7dbab453f401dc41a17b033fb0c766dc5eca840049addd3169d279',
+                       'stretch': {'factor': 0.995, 'region_seconds': [8.459, 10.449]}}}
+# --- end of pins ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_output_is_unchanged(name):
+    if name == "real-song" and not REAL_SONG.is_file():
+        pytest.skip(f"real music not available: {REAL_SONG} is absent")
+    got = fingerprint(CASES[name]())
+    want = PINS[name]
+    assert got["segments"] == [tuple(s) for s in want["segments"]], "the plan changed"
+    assert got["seams"] == want["seams"], "the seams moved"
+    assert got["stretch"] == want["stretch"], "the stretch changed"
+    assert got["n_samples"] == want["n_samples"]
+    assert got["sha256"] == want["sha256"], "same plan, different samples"
+
+
+if __name__ == "__main__":
+    import pprint
+
+    pins = {}
+    for case in sorted(CASES):
+        if case == "real-song" and not REAL_SONG.is_file():
+            continue
+        pins[case] = fingerprint(CASES[case]())
+        pins[case]["segments"] = [list(s) for s in pins[case]["segments"]]
+    print("PINS: dict = " + pprint.pformat(pins, width=110, sort_dicts=True))
