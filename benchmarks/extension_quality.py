@@ -7,7 +7,7 @@ Run by hand (it takes several minutes; it is niced):
         [--no-model] [--seed 0] [--keep DIR]
 
 For every song and every target length (seconds) three outputs are measured with
-``harmonizer_cli.core.metrics.extension_report`` against the song:
+``harmonizer_cli.core.quality.extension_report`` against the song:
 
 engine  ``harmonizer extend SONGS --seconds T --out-dir TMP --format wav --json`` as a
         subprocess (one call per target; the seams come from its JSON);
@@ -42,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harmonizer_cli.core import metrics  # noqa: E402
+from harmonizer_cli.core import quality  # noqa: E402
 from harmonizer_cli.core.audio_io import Audio, load_audio  # noqa: E402
 
 VARIANTS = ("engine", "loop", "splice", "pml")
@@ -138,7 +138,7 @@ def bad_splice(song: Audio, target: float, beats: np.ndarray, *, seed: int) -> t
 
 def check_detection(song: Audio, extended: Audio, seams: list[float], *, tolerance: float = 0.001) -> dict:
     """How well ``detect_seams`` finds the known seams of a splice (within 1 ms)."""
-    found = metrics.detect_seams(song, extended).times
+    found = quality.detect_seams(song, extended).times
     hits = sum(1 for t in seams if found.size and np.min(np.abs(found - t)) <= tolerance)
     false = sum(1 for t in found if not seams or np.min(np.abs(np.asarray(seams) - t)) > tolerance)
     return {"true": len(seams), "found": int(found.size), "hits": hits, "false": false}
@@ -206,14 +206,14 @@ def aggregate_targets(rows: list[tuple[str, dict, dict]], *, full: bool) -> dict
         past = [r["repetition"]["past_original"] for _, r, _ in rows if r["repetition"]["past_original"] is not None]
         if past:
             median = statistics.median(past)
-            out["repetition_past"] = (median <= metrics.TARGETS["repetition_past_original"], f"median {median:.2f}")
+            out["repetition_past"] = (median <= quality.TARGETS["repetition_past_original"], f"median {median:.2f}")
         loud = [abs(r["mood"]["loudness_delta_lu"]) for _, r, _ in rows if r["mood"]["loudness_delta_lu"] is not None]
         if loud:
             median, worst = statistics.median(loud), max(loud)
-            ok = median <= metrics.TARGETS["loudness_median_delta_lu"] and worst <= metrics.TARGETS["loudness_delta_lu"]
+            ok = median <= quality.TARGETS["loudness_median_delta_lu"] and worst <= quality.TARGETS["loudness_delta_lu"]
             out["loudness"] = (ok, f"median {median:.2f}, worst {worst:.2f} LU")
         cent = [abs(r["mood"]["centroid_delta_percent"]) for _, r, _ in rows]
-        out["centroid"] = (max(cent) <= metrics.TARGETS["centroid_delta_percent"], f"worst {max(cent):.1f} %")
+        out["centroid"] = (max(cent) <= quality.TARGETS["centroid_delta_percent"], f"worst {max(cent):.1f} %")
     return out
 
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         for index, song_path in enumerate(songs):
             started = time.perf_counter()
             song = load_audio(song_path)
-            analysis = metrics.analyse_original(song)
+            analysis = quality.analyse_original(song)
             for target in args.targets:
                 full = target > song.duration_seconds + 1.0
                 for variant in args.variants:
@@ -283,14 +283,14 @@ def main(argv: list[str] | None = None) -> int:
                         extended, seams = naive_loop(song, target)
                     else:
                         extended, seams = bad_splice(song, target, analysis.beat_times, seed=args.seed + index)
-                    report = metrics.extension_report(song, extended, seams=seams, target_seconds=target,
+                    report = quality.extension_report(song, extended, seams=seams, target_seconds=target,
                                                       analysis=analysis)
                     if variant == "engine":
                         report["engine_record"] = {k: record.get(k) for k in
                                                    ("engine", "model", "fallback", "stretch", "timings")}
                     if variant == "splice" and full:
                         report["blind_detection"] = check_detection(song, extended, seams)
-                    checks = metrics.targets_met(report, full=full)
+                    checks = quality.targets_met(report, full=full)
                     results[(variant, target)].append((song_path.stem, report, checks))
             print(f"[{index + 1}/{len(songs)}] {song_path.name} measured in {time.perf_counter() - started:.0f} s",
                   file=sys.stderr, flush=True)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harmonizer_cli.core.audio_io import Audio, load_audio, to_model_view  # noqa: E402
-from harmonizer_cli.core.extension import extend_audio  # noqa: E402
+from harmonizer_cli.core.extend import extend_audio  # noqa: E402
 from harmonizer_cli.core.predictor import load_predictor  # noqa: E402
 
 CUT = 0.6

@@ -1,11 +1,11 @@
-"""Beat, bar and per-beat feature analysis (harmonizer_cli.core.analysis)."""
+"""Beat, bar and per-beat feature analysis (harmonizer_cli.core.extend.analysis)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harmonizer_cli.core.analysis import analyze_song
+from harmonizer_cli.core.extend.analysis import analyze_song
 from harmonizer_cli.errors import AudioError
 
 RATE = 22050
@@ -78,7 +78,7 @@ def test_no_pulse_falls_back_to_a_grid():
 
 
 def test_k_weighting_matches_the_standard():
-    from harmonizer_cli.core.analysis import k_weighting_gain
+    from harmonizer_cli.core.extend.analysis import k_weighting_gain
 
     gain_db = 10.0 * np.log10(k_weighting_gain(np.array([20.0, 997.0, 10000.0])))
     assert gain_db[0] < -10.0                   # the RLB high-pass

@@ -1,4 +1,4 @@
-"""The guided and neural extension engines (harmonizer_cli.core.extension)."""
+"""The guided and neural extension engines (harmonizer_cli.core.extend)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harmonizer_cli.core.audio_io import Audio
-from harmonizer_cli.core.extension import MAX_STRETCH, _stretch_to_length, _wsola, extend_audio
+from harmonizer_cli.core.extend import extend_audio
+from harmonizer_cli.core.extend.stretch import MAX_STRETCH, stretch_to_length, wsola
 from harmonizer_cli.errors import AudioError, ConfigError, ModelError
 
 
@@ -96,7 +97,7 @@ def test_no_sample_beyond_the_original_peak(song, extended):
 def test_crossfades_of_a_full_scale_master_do_not_clip():
     """Decoded mp3s overshoot 0 dBFS a little; a crossfade must not add overs of its own
     (16-bit output clips them into broadband clicks)."""
-    from harmonizer_cli.core.extension import _crossfade
+    from harmonizer_cli.core.extend.render import crossfade
 
     rate = 44100
     t = np.arange(int(0.02 * rate)) / rate
@@ -107,11 +108,11 @@ def test_crossfades_of_a_full_scale_master_do_not_clip():
     b = 0.85 * np.cos(2 * np.pi * 147.0 * centre)
     a[:10] = 1.06  # an over of the song's own, at the crossfade's start
     seg_a, seg_b = a[:, None].astype(np.float32), b[:, None].astype(np.float32)
-    mixed = np.abs(_crossfade(seg_a, seg_b, full_scale=True)[:, 0])
+    mixed = np.abs(crossfade(seg_a, seg_b, full_scale=True)[:, 0])
     own = np.maximum(np.abs(a), np.abs(b))
     assert np.all((mixed <= 1.0 + 1e-6) | (mixed <= own + 1e-6))  # over 1.0 only where a passage is
     # a float source louder than full scale keeps its own peaks as the limit
-    loud = _crossfade(4 * seg_a, 4 * seg_b, full_scale=False)
+    loud = crossfade(4 * seg_a, 4 * seg_b, full_scale=False)
     assert np.max(np.abs(loud)) <= 4 * 1.06 + 1e-5
 
 
@@ -199,7 +200,7 @@ def test_wsola_keeps_pitch_and_length(factor):
     stereo = np.stack([tone, 0.5 * tone], axis=1).astype(np.float32)
     start, end = 2 * sample_rate, 6 * sample_rate
     new_length = int(round((end - start) * factor))
-    out = _wsola(stereo, start=start, end=end, new_length=new_length, sample_rate=sample_rate)
+    out = wsola(stereo, start=start, end=end, new_length=new_length, sample_rate=sample_rate)
     assert out.shape == (new_length, 2)
     # pitch kept (a varispeed by `factor` would move it by 1.2-3 %)
     middle = out[sample_rate // 4: -sample_rate // 4, 0]
@@ -220,7 +221,7 @@ def test_stretch_to_length_is_exact_local_and_bounded():
     tone = 0.3 * np.sin(2 * np.pi * 330.0 * t) + 0.01 * rng.standard_normal(t.size)
     samples = tone[:, None].astype(np.float32)
     for difference in (-5000, 1, 3000):
-        out, stretch = _stretch_to_length(samples, samples.shape[0] + difference, sample_rate=sample_rate,
+        out, stretch = stretch_to_length(samples, samples.shape[0] + difference, sample_rate=sample_rate,
                                           seams=[20.0], head_keep_seconds=5.0, tail_keep_seconds=11.0)
         assert out.shape[0] == samples.shape[0] + difference
         assert abs(stretch["factor"] - 1.0) <= MAX_STRETCH
@@ -245,16 +246,16 @@ def test_long_extension_keeps_pitch_and_exact_length():
 
 
 def test_realignment_searches_around_the_groove_offset():
-    from harmonizer_cli.core.extension import _align, _Piece
+    from harmonizer_cli.core.extend.render import Piece, align
 
     rng = np.random.default_rng(9)
     signal = rng.standard_normal((20000, 1)).astype(np.float32)
-    piece_a = _Piece(signal, signal[:, 0], 0, 8000)
-    piece_b = _Piece(signal, signal[:, 0], 8000 + 576, 16000)  # B's grid point is 576 samples late
-    _, _, x0 = _align(piece_a, piece_b, window=1323, reach=1500, search=700)
+    piece_a = Piece(signal, signal[:, 0], 0, 8000)
+    piece_b = Piece(signal, signal[:, 0], 8000 + 576, 16000)  # B's grid point is 576 samples late
+    _, _, x0 = align(piece_a, piece_b, window=1323, reach=1500, search=700)
     assert x0 == -576
     # a refinement with a narrow search keeps the offset it is centred on
-    _, _, refined = _align(piece_a, piece_b, window=1323, reach=1500, search=150, centre=x0 + 40)
+    _, _, refined = align(piece_a, piece_b, window=1323, reach=1500, search=150, centre=x0 + 40)
     assert refined == -576
 
 
@@ -265,7 +266,7 @@ def test_wsola_keeps_the_level_of_noise_like_music():
     noise = (0.1 * np.random.default_rng(0).standard_normal((8 * sample_rate, 2))).astype(np.float32)
     start, end = 2 * sample_rate, 6 * sample_rate
     for factor in (0.97, 1.03):
-        out = _wsola(noise, start=start, end=end, new_length=int((end - start) * factor), sample_rate=sample_rate)
+        out = wsola(noise, start=start, end=end, new_length=int((end - start) * factor), sample_rate=sample_rate)
         change_db = 10 * np.log10(np.mean(out.astype(np.float64) ** 2) / np.mean(noise[start:end].astype(np.float64) ** 2))
         assert abs(change_db) < 0.04
 
@@ -274,10 +275,10 @@ def test_path_levels_predict_the_loudness_a_meter_measures():
     """The planner's loudness, brightness and dip estimate against pyloudnorm and the metrics."""
     import pyloudnorm
 
-    from harmonizer_cli.core.analysis import analyze_song
+    from harmonizer_cli.core.extend import analyze_song
     from harmonizer_cli.core.audio_io import to_model_view
-    from harmonizer_cli.core.extension import _PathLevels
-    from harmonizer_cli.core.metrics import level_dip_db
+    from harmonizer_cli.core.extend.levels import PathLevels
+    from harmonizer_cli.core.quality import level_dip_db
 
     sample_rate = 22050
     t = np.arange(40 * sample_rate) / sample_rate
@@ -285,7 +286,7 @@ def test_path_levels_predict_the_loudness_a_meter_measures():
     loud = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.1 * np.sin(2 * np.pi * 3000.0 * t)
     mono = np.where((t >= 10) & (t < 30), loud, quiet).astype(np.float32)
     analysis = analyze_song(to_model_view(Audio(mono[:, None], sample_rate)), force_grid=True)
-    levels = _PathLevels(analysis.levels)
+    levels = PathLevels(analysis.levels)
     meter = pyloudnorm.Meter(sample_rate)
     song_lufs = meter.integrated_loudness(mono.astype(np.float64))
     for spans in ([(0.0, 30.0), (10.0, 40.0)],               # the loud middle twice
@@ -300,9 +301,9 @@ def test_path_levels_predict_the_loudness_a_meter_measures():
 
 
 def test_banned_jumps_are_never_taken(song):
-    from harmonizer_cli.core.analysis import analyze_song
+    from harmonizer_cli.core.extend import analyze_song
     from harmonizer_cli.core.audio_io import to_model_view
-    from harmonizer_cli.core.extension import plan_path
+    from harmonizer_cli.core.extend import plan_path
 
     analysis = analyze_song(to_model_view(song))
     first = plan_path(analysis, 60.0, seed=0)
@@ -313,13 +314,14 @@ def test_banned_jumps_are_never_taken(song):
 
 
 def test_seam_audit_measures_what_the_benchmark_measures(song):
-    """The engine's own crest and novelty agree with harmonizer_cli.core.metrics at the same points."""
+    """The engine's own crest and novelty agree with harmonizer_cli.core.quality at the same points."""
     pytest.importorskip("librosa")
-    from harmonizer_cli.core import metrics
-    from harmonizer_cli.core.extension import _exposure, _mono_mix
+    from harmonizer_cli.core import quality as metrics
+    from harmonizer_cli.core.audio_io import to_mono
+    from harmonizer_cli.core.quality.seams import seam_exposure
 
     points = np.arange(1.0, 20.0, 0.37)
-    ours = _exposure(song.samples, _mono_mix(song.samples), sample_rate=song.sample_rate, points=points)
+    ours = seam_exposure(song.samples, to_mono(song.samples), sample_rate=song.sample_rate, points=points)
     crest = metrics.seam_crest(song.samples, sample_rate=song.sample_rate, times=points)
     novelty = metrics.seam_novelty(song.samples, sample_rate=song.sample_rate, times=points)
     assert np.allclose(ours[:, 0], crest, rtol=0.05, atol=0.05)
@@ -330,19 +332,19 @@ def test_seam_audit_measures_what_the_benchmark_measures(song):
 
 def test_every_seam_is_audited_against_the_song(song, monkeypatch):
     """A plan whose rendered seam stands out is re-planned without that jump."""
-    from harmonizer_cli.core import extension
+    from harmonizer_cli.core.extend import audit
 
     planned = []
-    real_plan = extension.plan_path
+    real_plan = audit.plan_path
 
     def spy(*args, **kwargs):
         plan = real_plan(*args, **kwargs)
         planned.append((kwargs.get("banned", frozenset()), list(plan.jumps)))
         return plan
 
-    monkeypatch.setattr(extension, "plan_path", spy)
+    monkeypatch.setattr(audit, "plan_path", spy)
     # every seam of the first plan reads as exposed: its jumps must be banned next
-    real_exposure = extension._exposure
+    real_exposure = audit.seam_exposure
 
     def exposed_first(samples, mono, *, sample_rate, points):
         values = real_exposure(samples, mono, sample_rate=sample_rate, points=points)
@@ -350,9 +352,9 @@ def test_every_seam_is_audited_against_the_song(song, monkeypatch):
             values = values + 1e6
         return values
 
-    monkeypatch.setattr(extension, "_exposure", exposed_first)
-    result = extension.extend_audio(song, target_seconds=50.0, seed=1)
-    assert 2 <= len(planned) <= extension.SEAM_AUDIT_ROUNDS
+    monkeypatch.setattr(audit, "seam_exposure", exposed_first)
+    result = extend_audio(song, target_seconds=50.0, seed=1)
+    assert 2 <= len(planned) <= audit.SEAM_AUDIT_ROUNDS
     first_jumps = set(planned[0][1])
     assert first_jumps <= planned[1][0]              # banned in the second plan
     assert not first_jumps & set(planned[1][1])
@@ -360,22 +362,22 @@ def test_every_seam_is_audited_against_the_song(song, monkeypatch):
 
 
 def test_a_quiet_intro_among_loud_music_is_charged_as_a_dip():
-    from harmonizer_cli.core.analysis import analyze_song
-    from harmonizer_cli.core.extension import _seam_dip
+    from harmonizer_cli.core.extend import analyze_song
+    from harmonizer_cli.core.extend.candidates import seam_dip
 
     rate = 22050
     t = np.arange(50 * rate) / rate
     level = np.where((t < 10) | (t >= 40), 0.01, 0.3)  # quiet intro and outro, loud middle
     mono = (level * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
     levels = analyze_song(mono, force_grid=True).levels
-    dips = _seam_dip(levels, np.array([30.0, 38.0, 35.0]), np.array([2.0, 22.0, 25.0]))
+    dips = seam_dip(levels, np.array([30.0, 38.0, 35.0]), np.array([2.0, 22.0, 25.0]))
     assert dips[0] > 5.0          # loud music, then the quiet intro again: a restart
     assert dips[1] < 0.5 and dips[2] < 0.5  # loud to loud: nothing new
 
 
 def test_the_real_ending_is_not_played_mid_way(song):
     """No jump leaves from inside the song's last seconds: those play once, at the end."""
-    from harmonizer_cli.core.extension import TAIL_MIN_SECONDS
+    from harmonizer_cli.core.extend.plan import TAIL_MIN_SECONDS
 
     longer = make_song(seconds=40.0, seed=4)
     result = extend_audio(longer, target_seconds=100.0, seed=0)

@@ -23,7 +23,7 @@ from conftest import SONGS_DIR  # noqa: E402
 from test_extension import make_song  # noqa: E402
 
 from harmonizer_cli.core.audio_io import Audio, load_audio  # noqa: E402
-from harmonizer_cli.core.extension import extend_audio  # noqa: E402
+from harmonizer_cli.core.extend import extend_audio  # noqa: E402
 
 #: The real song of the golden case (skipped when ../shared/music is absent).
 REAL_SONG = SONGS_DIR / "funk-casino-163105.mp3"

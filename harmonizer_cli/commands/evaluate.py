@@ -61,7 +61,7 @@ def _read_seams(path: Path, extended: Path) -> tuple[list[float], float | None]:
 def _print_extension_table(report: dict, checks: dict, original: Path, extended: Path) -> None:
     from rich.table import Table
 
-    from harmonizer_cli.core.metrics import summary_rows
+    from harmonizer_cli.core.quality import summary_rows
 
     table = Table(title=f"{extended.name} against {original.name}", title_justify="left")
     for column in ("measure", "output", "original / reference", "target", "met"):
@@ -79,7 +79,7 @@ def _evaluate_extension(state: AppState, original: Path, extended: Path, *, seam
     import numpy as np
 
     from harmonizer_cli.core.audio_io import load_audio
-    from harmonizer_cli.core.metrics import extension_report, targets_met
+    from harmonizer_cli.core.quality import extension_report, targets_met
 
     seams = None
     if seams_path is not None:

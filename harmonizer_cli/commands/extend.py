@@ -89,7 +89,7 @@ def _output_for(source: Path, *, output: Optional[Path], out_dir: Optional[Path]
 def _process_one(job: dict) -> dict:
     """Extend one file and write it; returns the JSON record. Runs in a worker process too."""
     from harmonizer_cli.core.audio_io import load_audio, output_format_for, output_subtype_for, save_audio
-    from harmonizer_cli.core.extension import extend_audio
+    from harmonizer_cli.core.extend import extend_audio
 
     started = time.perf_counter()
     source, destination = Path(job["input"]), Path(job["output"])

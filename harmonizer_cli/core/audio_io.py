@@ -289,7 +289,11 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 1:
         return samples
-    return samples.mean(axis=1, dtype=np.float32)
+    # channel by channel: much faster than ``mean(axis=1)`` on (n, 2) arrays, same result
+    mono = samples[:, 0].copy()
+    for channel in range(1, samples.shape[1]):
+        mono += samples[:, channel]
+    return mono / np.float32(samples.shape[1]) if samples.shape[1] > 1 else mono
 
 
 def resample(samples: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:

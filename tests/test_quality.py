@@ -10,8 +10,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from harmonizer_cli.cli import app
-from harmonizer_cli.core import metrics
-from harmonizer_cli.core.audio_io import Audio, load_audio
+from harmonizer_cli.core import quality
+from harmonizer_cli.core.audio_io import Audio, load_audio, to_model_view
 
 from conftest import require_music
 
@@ -97,9 +97,9 @@ def _bad_splice(x: np.ndarray, *, cuts: list[tuple[float, float]], rate: int = R
 
 def test_codec_cutoff_found_for_lowpassed_noise_and_none_for_full_band(rng):
     noise = rng.standard_normal(RATE * 5)
-    cutoff = metrics.estimate_codec_cutoff(_lowpass(noise), sample_rate=RATE)
+    cutoff = quality.estimate_codec_cutoff(_lowpass(noise), sample_rate=RATE)
     assert cutoff is not None and abs(cutoff - CUTOFF_HZ) < 700
-    assert metrics.estimate_codec_cutoff(noise, sample_rate=RATE) is None
+    assert quality.estimate_codec_cutoff(noise, sample_rate=RATE) is None
 
 
 def test_hard_splice_raises_crest_novelty_and_broadband_above_beats(song):
@@ -107,21 +107,21 @@ def test_hard_splice_raises_crest_novelty_and_broadband_above_beats(song):
     # off the beat grid, mid-waveform, between the two sections
     cuts = [(0.0, 6.13), (14.37, 18.61), (3.29, 9.0)]
     spliced, seams = _bad_splice(song, cuts=cuts)
-    cutoff = metrics.estimate_codec_cutoff(song, sample_rate=RATE)
+    cutoff = quality.estimate_codec_cutoff(song, sample_rate=RATE)
     assert cutoff is not None
-    for name, measure in [("crest", metrics.seam_crest), ("novelty", metrics.seam_novelty)]:
+    for name, measure in [("crest", quality.seam_crest), ("novelty", quality.seam_novelty)]:
         at_beats = measure(song, sample_rate=RATE, times=beats)
         at_seams = measure(spliced, sample_rate=RATE, times=seams)
         assert np.nanmin(at_seams) > 1.1 * np.nanpercentile(at_beats, 95), name
-    at_beats = metrics.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
-    at_seams = metrics.seam_broadband(spliced, sample_rate=RATE, times=seams, cutoff_hz=cutoff)
+    at_beats = quality.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
+    at_seams = quality.seam_broadband(spliced, sample_rate=RATE, times=seams, cutoff_hz=cutoff)
     assert np.nanmin(at_seams) > 100 * np.nanpercentile(at_beats, 95)
 
 
 def test_clean_seams_at_beats_score_like_beats(song):
     """Seams that are really ordinary beats (no splice) have ratios near 1."""
     beats = _beats(24.0)
-    for measure in (metrics.seam_crest, metrics.seam_novelty):
+    for measure in (quality.seam_crest, quality.seam_novelty):
         at_beats = measure(song, sample_rate=RATE, times=beats)
         at_some = measure(song, sample_rate=RATE, times=beats[::5])
         assert np.nanpercentile(at_some, 95) <= 1.1 * np.nanpercentile(at_beats, 95)
@@ -136,11 +136,11 @@ def test_crossfaded_splice_on_a_beat_is_not_flagged_by_crest_or_broadband(song):
     mixed = head[-fade:] * (1 - ramp) + tail[:fade] * ramp
     out = np.concatenate([head[:-fade], mixed, tail[fade:]])
     seam = [(a_end + fade // 2 - fade / 2) / RATE]
-    cutoff = metrics.estimate_codec_cutoff(song, sample_rate=RATE)
-    crest_beats = metrics.seam_crest(song, sample_rate=RATE, times=beats)
-    assert metrics.seam_crest(out, sample_rate=RATE, times=seam)[0] <= 1.1 * np.percentile(crest_beats, 95)
-    broad_beats = metrics.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
-    assert metrics.seam_broadband(out, sample_rate=RATE, times=seam, cutoff_hz=cutoff)[0] <= 1.1 * np.percentile(
+    cutoff = quality.estimate_codec_cutoff(song, sample_rate=RATE)
+    crest_beats = quality.seam_crest(song, sample_rate=RATE, times=beats)
+    assert quality.seam_crest(out, sample_rate=RATE, times=seam)[0] <= 1.1 * np.percentile(crest_beats, 95)
+    broad_beats = quality.seam_broadband(song, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
+    assert quality.seam_broadband(out, sample_rate=RATE, times=seam, cutoff_hz=cutoff)[0] <= 1.1 * np.percentile(
         broad_beats, 95
     )
 
@@ -148,14 +148,14 @@ def test_crossfaded_splice_on_a_beat_is_not_flagged_by_crest_or_broadband(song):
 def test_detect_seams_finds_hard_cuts_to_the_millisecond(song):
     cuts = [(0.0, 7.3), (15.1, 19.9), (2.2, 12.0)]
     spliced, seams = _bad_splice(song, cuts=cuts)
-    found = metrics.detect_seams(_audio(song), _audio(spliced))
+    found = quality.detect_seams(_audio(song), _audio(spliced))
     assert found.matched_share > 0.9
     assert len(found.times) == len(seams)
     np.testing.assert_allclose(found.times, seams, atol=0.001)
 
 
 def test_detect_seams_finds_nothing_in_an_unchanged_copy(song):
-    found = metrics.detect_seams(_audio(song), _audio(song))
+    found = quality.detect_seams(_audio(song), _audio(song))
     assert len(found.times) == 0
 
 
@@ -165,8 +165,8 @@ def test_detect_seams_finds_nothing_in_an_unchanged_copy(song):
 def test_level_dip_detects_a_quiet_gap(song):
     gapped = song.copy()
     gapped[int(10 * RATE): int(12 * RATE)] *= 0.01  # -40 dB for 2 s
-    clean = metrics.level_dip_db(song, sample_rate=RATE)
-    dipped = metrics.level_dip_db(gapped, sample_rate=RATE)
+    clean = quality.level_dip_db(song, sample_rate=RATE)
+    dipped = quality.level_dip_db(gapped, sample_rate=RATE)
     assert clean < 8.0  # the quiet section sits about 5 dB below the median
     assert dipped > clean + 25.0
 
@@ -174,19 +174,19 @@ def test_level_dip_detects_a_quiet_gap(song):
 def test_identical_ending_correlates_and_a_faded_one_does_not(song):
     original = _audio(song)
     longer = _audio(np.concatenate([song[: int(10 * RATE)], song]))
-    same = metrics.ending_match(original, longer)
+    same = quality.ending_match(original, longer)
     assert same["correlation"] > 0.999 and same["lag_seconds"] == 0.0
     faded = song.copy()
     faded[-int(10 * RATE):] *= np.linspace(1.0, 0.0, int(10 * RATE))
-    worse = metrics.ending_match(original, _audio(faded))
+    worse = quality.ending_match(original, _audio(faded))
     assert worse["correlation"] < 0.95
 
 
 def test_padded_silence_and_cut_tail_are_reported(song):
     original = _audio(song)
     padded = _audio(np.concatenate([song, np.zeros(RATE)]))
-    assert metrics.trailing_silence_seconds(padded) - metrics.trailing_silence_seconds(original) == pytest.approx(1.0, abs=0.01)
-    cut = metrics.ending_match(original, _audio(song[: -int(0.02 * RATE)]))
+    assert quality.trailing_silence_seconds(padded) - quality.trailing_silence_seconds(original) == pytest.approx(1.0, abs=0.01)
+    cut = quality.ending_match(original, _audio(song[: -int(0.02 * RATE)]))
     assert cut["lag_seconds"] == pytest.approx(-0.02, abs=0.001)
 
 
@@ -198,11 +198,11 @@ def test_tiled_loop_repeats_at_one_lag_and_fresh_material_does_not():
     loop = _song(20.0, seed=2, rate=rate)
     tiled = np.tile(loop, 3)
     fresh = _song(60.0, seed=3, rate=rate)
-    start = int(round(20.0 / metrics.REPETITION_FRAME_SECONDS))
-    tile_shares = metrics.repetition_shares(metrics.repetition_features(tiled.astype(np.float32)), start_frame=start)
-    fresh_shares = metrics.repetition_shares(metrics.repetition_features(fresh.astype(np.float32)), start_frame=start)
+    start = int(round(20.0 / quality.REPETITION_FRAME_SECONDS))
+    tile_shares = quality.repetition_shares(quality.repetition_features(tiled.astype(np.float32)), start_frame=start)
+    fresh_shares = quality.repetition_shares(quality.repetition_features(fresh.astype(np.float32)), start_frame=start)
     assert tile_shares["past"] > 0.9
-    assert tile_shares["modal_lag_frames"] * metrics.REPETITION_FRAME_SECONDS == pytest.approx(20.0, abs=0.3)
+    assert tile_shares["modal_lag_frames"] * quality.REPETITION_FRAME_SECONDS == pytest.approx(20.0, abs=0.3)
     assert fresh_shares["past"] < 0.2
 
 
@@ -211,7 +211,7 @@ def test_tiled_loop_repeats_at_one_lag_and_fresh_material_does_not():
 
 def test_key_of_a_major_profile_is_found():
     chroma = np.roll(np.array([1.0, 0, 0.5, 0, 0.8, 0.6, 0, 0.9, 0, 0.5, 0, 0.3]), 7)  # G major-ish
-    name, corr = metrics.estimate_key(chroma)
+    name, corr = quality.estimate_key(chroma)
     assert name == "G major" and corr > 0.7
 
 
@@ -230,15 +230,15 @@ def stereo_pair(tmp_path_factory):
 def test_report_is_json_able_and_flags_the_bad_splice(stereo_pair):
     folder, seams, seconds = stereo_pair
     original, extended = load_audio(folder / "orig.wav"), load_audio(folder / "ext.wav")
-    report = metrics.extension_report(original, extended, seams=seams, target_seconds=seconds,
+    report = quality.extension_report(original, extended, seams=seams, target_seconds=seconds,
                                       beat_times=_beats(30.0))
     json.dumps(report)
-    checks = metrics.targets_met(report)
+    checks = quality.targets_met(report)
     assert checks["duration"] and checks["format_kept"]
     assert checks["seam_crest"] is False and checks["seam_novelty"] is False and checks["seam_broadband"] is False
     assert checks["ending"] is True  # the splice keeps the real ending
     assert report["seams"]["crest"]["p_value"] < 0.05  # beyond the luck of one seam
-    assert len(metrics.summary_rows(report, checks)) > 10
+    assert len(quality.summary_rows(report, checks)) > 10
 
 
 def test_evaluate_extension_cli_json_with_extend_style_seams(stereo_pair, tmp_path):
@@ -277,10 +277,10 @@ def test_evaluate_without_extension_evaluates_a_model_and_needs_data(tmp_path):
 def test_calibration_on_a_real_song_tile_and_second_half():
     path = next(p for p in require_music() if p.name.startswith("summer-party"))
     audio = load_audio(path)
-    view = metrics._analysis_view(audio)
-    step = metrics.REPETITION_FRAME_SECONDS
-    own = metrics.repetition_shares(metrics.repetition_features(view), start_frame=int(view.size / 22050 / 2 / step))
+    view = to_model_view(audio)
+    step = quality.REPETITION_FRAME_SECONDS
+    own = quality.repetition_shares(quality.repetition_features(view), start_frame=int(view.size / 22050 / 2 / step))
     tile = np.tile(view, 3)[: 300 * 22050]
-    tiled = metrics.repetition_shares(metrics.repetition_features(tile), start_frame=int(np.ceil(view.size / 22050 / step)))
+    tiled = quality.repetition_shares(quality.repetition_features(tile), start_frame=int(np.ceil(view.size / 22050 / step)))
     assert tiled["past"] > 0.9
     assert own["past"] < 0.3

@@ -1,0 +1,101 @@
+"""The seam audit: every rendered seam is measured, and a path with a seam that stands out is re-planned.
+
+Each seam is measured as the quality benchmark measures seams (``quality.seams``: the
+sample-step crest within +-5 ms and the spectral jump between the 50 ms either side)
+against the song's own moments (the 80th percentile over points every 50 ms). A jump
+whose seam stands out is banned, with the same jump a beat either side, and the path
+re-planned, at most ``SEAM_AUDIT_ROUNDS`` plans in all; the least exposed is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from harmonizer_cli.core.audio_io import Audio, to_mono
+from harmonizer_cli.core.extend.analysis import SongAnalysis
+from harmonizer_cli.core.extend.guidance import TargetCost
+from harmonizer_cli.core.extend.plan import PlannedPath, plan_path
+from harmonizer_cli.core.extend.render import splice
+from harmonizer_cli.core.quality.seams import seam_exposure
+
+__all__ = ["audited_plan", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
+
+#: A seam is exposed where it reads above this percentile of the song's own moments.
+EXPOSURE_PERCENTILE = 80.0
+#: Plans tried at most when rendered seams are more exposed than the song's own moments.
+SEAM_AUDIT_ROUNDS = 4
+
+
+def exposure_limits(audio: Audio, song_mono: np.ndarray, analysis: SongAnalysis) -> np.ndarray:
+    """How exposed the song's own moments are: a high percentile of crest and novelty [2].
+
+    Measured every 50 ms (at most 1000 points, evenly spread): a seam should not
+    stand out among the song's own moments (``EXPOSURE_PERCENTILE``, the 80th).
+    (At the analysis beats themselves the measures read high: the beats sit on the
+    onsets. Over all moments the 90th percentile is, on 10 of the 12 songs of
+    ../shared/music/songs, at or below the 95th percentile at librosa's beats, the
+    benchmark's reference, and within 6 % of it on the other two; the 80th leaves a
+    margin, which quiet orchestral music needs.)
+    """
+    duration = analysis.duration_seconds
+    step = max(0.05, duration / 1000.0)
+    points = np.arange(0.2, duration - 0.2, step)
+    values = seam_exposure(audio.samples, song_mono, sample_rate=audio.sample_rate, points=points)
+    limits = np.array([np.nanpercentile(values[:, k], EXPOSURE_PERCENTILE) if np.isfinite(values[:, k]).any() else np.inf
+                       for k in range(2)])
+    return np.maximum(limits, 1e-6)
+
+
+def _seam_exposure_of(spliced, limits: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The worst of crest and novelty at each rendered seam, over the song's limits."""
+    exposure = np.stack([
+        seam_exposure(window, to_mono(window), sample_rate=sample_rate,
+                      points=np.array([(int(round(seam * sample_rate)) - window_start) / sample_rate]))[0]
+        for (window, window_start), seam in zip(spliced.windows, spliced.seams)]) / limits[None, :]
+    return np.nan_to_num(np.max(exposure, axis=1), nan=0.0)
+
+
+def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *, seed: int,
+                 guidance: Optional[TargetCost], song_mono: np.ndarray) -> tuple[PlannedPath, dict]:
+    """The least exposed of at most ``SEAM_AUDIT_ROUNDS`` plans.
+
+    Every seam as rendered must be no more exposed (sample step, spectral jump) than
+    most of the song's own moments; a jump whose seam is gets banned and the path
+    re-planned.
+
+    Returns
+    -------
+    plan : PlannedPath
+    seconds : dict
+        Time spent planning (``"plan"``) and rendering the seams to audit them (``"render"``).
+    """
+    import time
+
+    limits = None
+    banned: set = set()
+    best = None
+    plan_seconds = render_seconds = 0.0
+    for attempt in range(SEAM_AUDIT_ROUNDS):
+        clock = time.perf_counter()
+        plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance, banned=frozenset(banned))
+        plan_seconds += time.perf_counter() - clock
+        clock = time.perf_counter()
+        spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono, assemble=False)
+        if plan.jumps:
+            if limits is None:
+                limits = exposure_limits(audio, song_mono, analysis)
+            worst = _seam_exposure_of(spliced, limits, audio.sample_rate)
+        else:
+            worst = np.zeros(0)
+        render_seconds += time.perf_counter() - clock
+        score = float(worst.max()) if worst.size else 0.0
+        if best is None or score < best[0] - 1e-9:
+            best = (score, plan)
+        exposed = [plan.jumps[k] for k in np.flatnonzero(worst > 1.0)]
+        if not exposed or attempt + 1 == SEAM_AUDIT_ROUNDS:
+            break
+        for a, b in exposed:  # the cut and the same cut a beat either side
+            banned.update({(a, b), (a - 1, b - 1), (a + 1, b + 1)})
+    return best[1], {"plan": plan_seconds, "render": render_seconds}

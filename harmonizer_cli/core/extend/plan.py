@@ -1,0 +1,535 @@
+"""The path search: which jumps recompose the song to about the target length.
+
+A path plays the song from its start, jumps between beats (``candidates``) and ends
+with the song's real ending. The search is a randomised greedy construction with
+restarts from ``seed`` (restart 0 is greedy). Each step is guided by the seam cost,
+pacing towards the target, even segment lengths, reuse of the material around the
+jump, repeated jumps or lags, and the running loudness and brightness of the output
+(``levels.BeatMood``). Finished paths are judged by their seam costs, the length left
+for the seams and the local stretch to absorb, their mood (``levels.PathLevels``:
+loudness, brightness and dips measured from the song's own frames), the balance of
+reuse over the song and the share of the extension that repeats at one single lag.
+Shortening searches every one-jump plan and every pair of top candidates instead.
+
+Steps of ``plan_path``: ``_Geometry`` (the song's bars, segment and jump lengths,
+what the absorbers can take), ``_candidate_costs`` (jumps and their seam and target
+costs), ``_PathSearch.walk`` (one restart: ``_options`` and ``_step_costs`` at each
+step) and ``_PathSearch.score``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from harmonizer_cli.core.extend.analysis import SongAnalysis
+from harmonizer_cli.core.extend.candidates import JumpCandidates, jump_candidates, unit_beats
+from harmonizer_cli.core.extend.guidance import TARGET_WEIGHT, TargetCost
+from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
+
+__all__ = ["PlannedPath", "plan_path", "modal_lag_share", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
+           "NO_PULSE_SEAM_SHIFT_SECONDS"]
+
+#: The real ending kept untouched is at least this long (shorter songs: 30 %).
+TAIL_MIN_SECONDS = 11.0
+#: Largest timing shift applied at one seam to absorb the length residual.
+MAX_SEAM_SHIFT_SECONDS = 0.010
+#: The same without a pulse (a fixed grid: no groove to keep).
+NO_PULSE_SEAM_SHIFT_SECONDS = 0.25
+#: Length residual the planner accepts per second of output middle, for the local
+#: stretch to absorb (charged beyond it) ...
+STRETCH_PLANNING_SHARE = 0.005
+#: ... and at most this much in all (7.5 s of music at a 2 % stretch).
+STRETCH_PLANNING_MAX_SECONDS = 0.15
+#: Share of the seams' and the stretch's reach the planner counts on (a margin).
+ABSORBER_MARGIN = 0.8
+#: A path may finish with up to this share of a beat left over (the final score
+#: charges what exceeds the absorbers: a larger local stretch).
+SETTLE_BEATS = 0.55
+
+# Step weights (they guide the construction; only some count in the final score):
+#: seam (context + local + target) cost, against pacing and reuse
+SEAM_WEIGHT = 2.5
+#: pacing: jump lengths near an even share of what remains, even segment lengths
+PACE_WEIGHT = 0.5
+#: a jump whose length (lag) was used before: the signature of a loop
+LAG_REPEAT_WEIGHT = 1.0
+#: lags within about this many seconds of an earlier one count as the same
+LAG_REPEAT_WIDTH_SECONDS = 1.0
+#: the same jump (within two beats either side) taken again
+SAME_JUMP_WEIGHT = 3.0
+#: beats either side within which two jumps are the same
+SAME_JUMP_BEATS = 2
+#: the running loudness and brightness drift of the output (a share of the path's)
+MOOD_STEP = 2.0
+#: the length residual a finishing jump leaves, per beat period
+RESIDUAL_WEIGHT = 1.0
+#: reuse of the material ahead of a landing, and of the segment a jump ends
+REUSE_AHEAD = 1.2
+REUSE_BEHIND = 0.6
+#: uneven segment lengths (log ratio to the typical length, squared)
+SEGMENT_EVENNESS = 1.5
+#: pace of a jump that goes the wrong way (forward when the song must get longer)
+WRONG_WAY_PACE = 4.0
+#: pace added to a finishing jump that lands inside the real ending
+TAIL_LANDING_PACE = 3.0
+#: pace added to each non-finishing step of a shortening (fewest seams)
+EXTRA_SEAM_PACE = 2.0
+#: finishing jumps taken from the full cost matrix at each step
+FINISHING_OPTIONS = 24
+#: a non-finishing jump must leave at least this many shortest jumps of length to go
+MIN_BACK_LAGS = 1.5
+# Path weights (the final score):
+#: per second of residual beyond what the absorbers take
+EXCESS_WEIGHT = 50.0
+#: per seam
+SEAM_COUNT_WEIGHT = 0.3
+#: a path whose last landing is inside the real ending
+TAIL_BAD_WEIGHT = 100.0
+#: per beat period of residual (prefer paths that need little absorbing)
+RESIDUAL_SCORE_WEIGHT = 2.0
+#: the modal-lag share of the extension (a loop scores 1)
+REPETITION_WEIGHT = 60.0
+#: the balance of plays over the song (coefficient of variation)
+BALANCE_WEIGHT = 4.0
+#: Softmax temperature of the randomised restarts (restart 0 is greedy; the others
+#: cycle through half, once and twice this).
+SAMPLING_TEMPERATURE = 1.0
+#: Typical jump length and segment length, as a share of the song (4 bars to 30 s).
+TYPICAL_SHARE = 0.16
+TYPICAL_MAX_SECONDS = 30.0
+#: Songs of at least this many planning bars get 4-bar segments and jumps, shorter 2.
+LONG_SONG_BARS = 24
+# Shortening: per beat period of residual, and the charge of a second seam.
+SHORT_RESIDUAL_WEIGHT = 4.0
+SECOND_SEAM_WEIGHT = 0.5
+
+
+@dataclass
+class PlannedPath:
+    """Source segments in beat indices.
+
+    Attributes
+    ----------
+    jumps : list of (int, int)
+        ``(a, b)``: the output leaves the source at the start of beat ``a``
+        (after playing beat ``a - 1``) and continues at the start of beat ``b``.
+    score : float
+        Lower is better.
+    residual_seconds : float
+        Target length minus planned length.
+    """
+
+    jumps: list
+    score: float
+    residual_seconds: float
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """The song's planning facts: bars, segment and jump lengths, the real ending."""
+
+    target_seconds: float
+    times: np.ndarray
+    n: int
+    duration: float
+    period: float
+    bar: int
+    seg_min: int
+    min_lag: int
+    tail_min: float
+    last_start: int
+    leave_last: int
+    typical: float
+    typical_beats: int
+    seam_shift: float
+    max_steps: int
+    relaxed: bool
+
+    @property
+    def extra(self) -> float:
+        return self.target_seconds - self.duration
+
+    def capacity(self, n_seams, middle_seconds):
+        """Length (s) the seams and the local stretch can absorb (numbers or arrays)."""
+        return n_seams * self.seam_shift * ABSORBER_MARGIN + np.minimum(
+            STRETCH_PLANNING_SHARE * ABSORBER_MARGIN * middle_seconds, STRETCH_PLANNING_MAX_SECONDS)
+
+    @classmethod
+    def of(cls, analysis: SongAnalysis, target_seconds: float, *, relaxed: bool) -> "_Geometry":
+        times = analysis.beat_seconds
+        n = analysis.n_beats
+        duration = analysis.duration_seconds
+        bar = unit_beats(analysis)
+        n_bars = n // bar
+        seg_min = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
+        min_lag = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
+        if relaxed:  # short songs: one-bar segments and jumps
+            seg_min = min_lag = bar
+        tail_min = min(TAIL_MIN_SECONDS, 0.3 * duration)
+        period = analysis.beat_period_seconds
+        # a landing must leave room for the real ending, or for a further jump
+        last_start = int(np.searchsorted(times, duration - tail_min, side="right") - 1)
+        typical = float(np.clip(TYPICAL_SHARE * duration, 4 * bar * period, TYPICAL_MAX_SECONDS))
+        # (short songs, relaxed: the ending may be left again where nothing else reaches the target)
+        leave_last = n - 1 if relaxed else max(last_start, seg_min + 1)
+        # every jump goes back at least min_lag beats: short songs and long targets need many
+        max_steps = 64 + int(abs(target_seconds - duration) / max(min_lag * period, 0.25))
+        return cls(target_seconds=target_seconds, times=times, n=n, duration=duration, period=period, bar=bar,
+                   seg_min=seg_min, min_lag=min_lag, tail_min=tail_min, last_start=last_start,
+                   leave_last=leave_last, typical=typical, typical_beats=max(seg_min, int(typical / period)),
+                   seam_shift=NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS,
+                   max_steps=max_steps, relaxed=relaxed)
+
+
+def _candidate_costs(analysis: SongAnalysis, g: _Geometry, *, banned: frozenset,
+                     target_cost: Optional[TargetCost]) -> JumpCandidates:
+    """Jump candidates without the banned jumps, with the model's target cost added."""
+    cands = jump_candidates(analysis, min_lag_beats=g.min_lag)
+    if banned:
+        cands = cands.without(banned)
+    if target_cost is not None:  # unit-selection target cost beside the seam cost
+        times = analysis.beat_seconds
+        cands.cost = cands.cost + TARGET_WEIGHT * target_cost.for_jumps(times[cands.a], times[cands.b])
+        rows, cols = np.nonzero(np.isfinite(cands.full))
+        cands.full[rows, cols] += TARGET_WEIGHT * target_cost.for_jumps(times[rows], times[cols])
+    return cands
+
+
+@dataclass
+class _Walk:
+    """The state of one restart of the path search."""
+
+    plays: np.ndarray
+    jumps: list = field(default_factory=list)
+    backs: list = field(default_factory=list)
+    p_beat: int = 0          # the beat the output continues from
+    p_time: float = 0.0      # its source time
+    elapsed: float = 0.0     # output seconds before the current segment
+    head_end: Optional[float] = None
+    score: float = 0.0
+
+    def middle(self) -> float:
+        """Output seconds between the first seam and the current segment (the head while there is none)."""
+        return (self.elapsed - self.head_end) if len(self.jumps) >= 2 else self.elapsed
+
+
+class _PathSearch:
+    """One song's randomised greedy path search (see the module docstring)."""
+
+    def __init__(self, g: _Geometry, cands: JumpCandidates, mood: BeatMood,
+                 path_levels: Optional[PathLevels]) -> None:
+        self.g, self.cands, self.mood, self.path_levels = g, cands, mood, path_levels
+
+    def _options(self, w: _Walk, need: float, middle: float):
+        """Jumps available from the current segment: its candidates, and finishing jumps
+        from the full matrix that land early enough for the real ending and leave a
+        residual the seams and a small local stretch can absorb."""
+        g, cands, times = self.g, self.cands, self.g.times
+        # the song's last seconds are its real ending: never played through mid-way
+        # and left again (a fake ending and a restart), only at the very end
+        mask = (cands.a >= w.p_beat + g.seg_min) & (cands.a <= g.leave_last) & (cands.b <= g.last_start)
+        if not w.jumps:
+            mask &= cands.a >= g.seg_min
+        a, b, cost, back = cands.a[mask], cands.b[mask], cands.cost[mask], cands.back_seconds[mask]
+        rows = np.arange(w.p_beat + g.seg_min if w.jumps else max(g.seg_min, 1), g.leave_last + 1)
+        if not (rows.size and g.last_start > 0):
+            return a, b, cost, back
+        cap = np.maximum(g.capacity(len(w.jumps) + 1, middle + np.maximum(times[rows] - w.p_time, 0.0)),
+                         SETTLE_BEATS * g.period)[:, None]
+        # (while more is left than the longest such jump spans, none can finish: skip the matrix)
+        if need - (times[rows[-1]] - times[0]) > float(cap.max()):
+            return a, b, cost, back
+        sub = cands.full[rows, : g.last_start + 1]
+        left_all = need - (times[rows][:, None] - times[: g.last_start + 1][None, :])
+        ok = np.isfinite(sub) & (np.abs(left_all) <= cap)
+        if ok.any():
+            flat = np.flatnonzero(ok)
+            excess_all = np.abs(left_all.reshape(-1)[flat])
+            order = flat[np.argsort(SEAM_WEIGHT * sub.reshape(-1)[flat]
+                                    + RESIDUAL_WEIGHT * excess_all / g.period)[:FINISHING_OPTIONS]]
+            fa = rows[order // sub.shape[1]]
+            fb = order % sub.shape[1]
+            a = np.concatenate([a, fa])
+            b = np.concatenate([b, fb])
+            cost = np.concatenate([cost, cands.full[fa, fb]])
+            back = np.concatenate([back, times[fa] - times[fb]])
+        return a, b, cost, back
+
+    def _step_costs(self, w: _Walk, need: float, middle: float, a, b, cost, back):
+        """The allowed options and the cost of each, or None when none is allowed.
+
+        Returns ``(a, b, cost, total, same, lag_rep)``: the options kept, their seam
+        cost, the step's total cost, and the repeated-jump and repeated-lag terms.
+        """
+        g, times = self.g, self.g.times
+        left = need - back
+        # pacing: how far the jump's length is from an even share of what remains
+        goal = need / max(1, round(need / g.typical)) if need > 0 else need
+        same_sign = np.sign(back) == np.sign(goal)
+        pace = np.where(same_sign, np.log(np.maximum(np.abs(back), 1e-3) / max(abs(goal), 1e-3)) ** 2,
+                        WRONG_WAY_PACE)
+        # finishing right after this jump must leave the real ending intact
+        finishing = np.abs(left) <= np.maximum(g.capacity(len(w.jumps) + 1, middle + times[a] - w.p_time),
+                                               SETTLE_BEATS * g.period) + 1e-3
+        tail_ok = times[b] <= g.duration - g.tail_min
+        pace = np.where(finishing & ~tail_ok, pace + TAIL_LANDING_PACE, pace)
+        # a remainder too small for one more jump, or past the target, forces
+        # detours (forward jumps, tiny loops): only finishing jumps may leave it
+        min_back = MIN_BACK_LAGS * g.min_lag * g.period
+        settles = finishing & tail_ok
+        if need > 0:
+            # (a landing that is not the last must leave room to leave again before the ending)
+            allowed = settles | ((left >= min_back) & (b + g.seg_min <= g.leave_last))
+        else:
+            # shortening: a further forward jump must remain possible after landing
+            allowed = settles | ((left <= -min_back) & (back < 0) & (b + g.seg_min + g.min_lag <= g.last_start))
+            pace = np.where(settles, pace, pace + EXTRA_SEAM_PACE)  # fewest seams
+        if not allowed.any():
+            return None
+        a, b, cost, back, left = a[allowed], b[allowed], cost[allowed], back[allowed], left[allowed]
+        pace, finishing, tail_ok = pace[allowed], finishing[allowed], tail_ok[allowed]
+        # prefer finishes that need little absorbing (seam shifts, local stretch)
+        pace = np.where(finishing & tail_ok, pace + RESIDUAL_WEIGHT * np.abs(left) / g.period, pace)
+        # reuse: how often the material after the landing (about one typical segment)
+        # and the segment that this jump ends have been played already
+        plays_sum = np.concatenate([[0.0], np.cumsum(w.plays)])
+        ahead = np.minimum(b + g.typical_beats, g.n)
+        reuse = REUSE_AHEAD * (plays_sum[ahead] - plays_sum[b]) / np.maximum(ahead - b, 1)
+        reuse = reuse + REUSE_BEHIND * (plays_sum[a] - plays_sum[w.p_beat]) / np.maximum(a - w.p_beat, 1)
+        lag_rep = np.zeros(len(b))
+        for previous in w.backs:
+            lag_rep += np.exp(-(((back - previous) / LAG_REPEAT_WIDTH_SECONDS) ** 2))
+        same = np.zeros(len(b))
+        for prev_a, prev_b in w.jumps:
+            same += (np.abs(a - prev_a) <= SAME_JUMP_BEATS) & (np.abs(b - prev_b) <= SAME_JUMP_BEATS)
+        # even segment lengths keep any one repetition lag from dominating
+        if w.jumps:
+            seg_len = np.maximum(times[a] - w.p_time, 1e-3)
+            pace = pace + SEGMENT_EVENNESS * np.log(seg_len / g.typical) ** 2
+        # the real ending that a finishing jump leads into is a segment too
+        tail_len = np.maximum(g.duration - times[b], 1e-3)
+        long_tail = np.maximum(np.log(tail_len / max(g.typical, g.tail_min)), 0.0) ** 2
+        pace = np.where(finishing & tail_ok, pace + SEGMENT_EVENNESS * long_tail, pace)
+        # mood: steer the running loudness and brightness of the output (with the
+        # segment this jump ends and the one it starts) towards the song's
+        mood = self.mood.step_terms(w.plays, p_beat=w.p_beat, a=a, b=b,
+                                    landing_end=np.minimum(b + g.typical_beats, g.n))
+        total = (SEAM_WEIGHT * cost + PACE_WEIGHT * pace + reuse + LAG_REPEAT_WEIGHT * lag_rep
+                 + SAME_JUMP_WEIGHT * same + MOOD_STEP * mood)
+        return a, b, cost, back, total, same, lag_rep
+
+    def walk(self, restart: int, rng: np.random.Generator) -> _Walk:
+        """Build one path: greedy for restart 0, sampled by a softmax of the step costs otherwise."""
+        g, times = self.g, self.g.times
+        w = _Walk(plays=np.zeros(g.n))
+        for _step in range(g.max_steps):
+            need = g.target_seconds - w.elapsed - (g.duration - w.p_time)
+            # what the local stretch may absorb grows with the middle (or the head while there is none)
+            middle = w.middle()
+            # finish when what is left fits the absorbers; up to SETTLE_BEATS of a beat is accepted
+            settle = max(g.capacity(len(w.jumps), middle), SETTLE_BEATS * g.period) if w.jumps else 1e-3
+            if abs(need) <= settle and w.p_time <= g.duration - g.tail_min + 1e-6:
+                break
+            a, b, cost, back = self._options(w, need, middle)
+            if a.size == 0:
+                break
+            step = self._step_costs(w, need, middle, a, b, cost, back)
+            if step is None:
+                break
+            a, b, cost, back, total, same, lag_rep = step
+            if restart == 0:
+                pick = int(np.argmin(total))
+            else:
+                finite = np.isfinite(total)
+                temperature = SAMPLING_TEMPERATURE * (0.5, 1.0, 2.0)[restart % 3]
+                weights = np.where(finite, np.exp(-(total - np.min(total)) / temperature), 0.0)
+                pick = int(rng.choice(len(total), p=weights / weights.sum()))
+            ja, jb = int(a[pick]), int(b[pick])
+            # the plan is judged by its seams and its final shape; the other step terms only guide
+            w.score += float(SEAM_WEIGHT * cost[pick] + SAME_JUMP_WEIGHT * same[pick]
+                             + LAG_REPEAT_WEIGHT * lag_rep[pick])
+            w.plays[w.p_beat:ja] += 1
+            if w.head_end is None:
+                w.head_end = float(times[ja])
+            w.elapsed += float(times[ja]) - w.p_time
+            w.jumps.append((ja, jb))
+            w.backs.append(float(back[pick]))
+            w.p_beat, w.p_time = jb, float(times[jb])
+        w.plays[w.p_beat:] += 1
+        return w
+
+    def score(self, w: _Walk) -> tuple[float, float]:
+        """The path's final score and its residual (target minus planned length, s)."""
+        g, times, jumps = self.g, self.g.times, w.jumps
+        residual = g.target_seconds - w.elapsed - (g.duration - w.p_time)
+        excess = max(0.0, abs(residual) - g.capacity(len(jumps), w.middle()))
+        tail_bad = w.p_time > g.duration - g.tail_min + 1e-6
+        score = w.score
+        score += EXCESS_WEIGHT * excess + SEAM_COUNT_WEIGHT * len(jumps) + (TAIL_BAD_WEIGHT if tail_bad else 0.0)
+        score += RESIDUAL_SCORE_WEIGHT * abs(residual) / g.period
+        segments_s = [(0.0, float(times[jumps[0][0]]))] if jumps else [(0.0, g.duration)]
+        for k, (ja, jb) in enumerate(jumps):
+            end = float(times[jumps[k + 1][0]]) if k + 1 < len(jumps) else g.duration
+            segments_s.append((float(times[jb]), end))
+        if self.path_levels is not None:  # the path's own frames, gated as LUFS is
+            score += mood_penalty(*self.path_levels.drift(segments_s))
+        else:
+            score += self.mood.drift(w.plays)
+        if g.extra > 0:
+            score += REPETITION_WEIGHT * modal_lag_share(segments_s, g.duration, g.target_seconds)
+        inner = w.plays[g.n // 10: g.n - g.n // 10]
+        score += BALANCE_WEIGHT * float(np.std(inner) / (np.mean(inner) + 1e-9))  # spread reuse over the song
+        return score, residual
+
+
+def plan_path(
+    analysis: SongAnalysis,
+    target_seconds: float,
+    *,
+    seed: int = 0,
+    target_cost: Optional[TargetCost] = None,
+    n_restarts: int = 48,
+    banned: frozenset = frozenset(),
+    _relaxed: bool = False,
+) -> PlannedPath:
+    """Choose the jumps that recompose the song to about ``target_seconds``.
+
+    Parameters
+    ----------
+    analysis : SongAnalysis
+    target_seconds : float
+        Requested output length.
+    seed : int
+        Seeds the restarts; the same seed gives the same plan.
+    target_cost : TargetCost, optional
+        Model guidance (``guidance``).
+    n_restarts : int
+        Randomised greedy restarts; the best-scoring plan wins.
+    banned : frozenset of (int, int)
+        Jumps ``(a, b)`` that must not be taken (seams found too exposed).
+
+    Returns
+    -------
+    PlannedPath
+
+    Raises
+    ------
+    ValueError
+        ``n_restarts`` below 1.
+    """
+    g = _Geometry.of(analysis, target_seconds, relaxed=_relaxed)
+    if abs(g.extra) < 1e-3:
+        return PlannedPath([], 0.0, g.extra)
+    cands = _candidate_costs(analysis, g, banned=banned, target_cost=target_cost)
+    rng = np.random.default_rng(seed)
+    if g.extra < 0:
+        short = _plan_shortening(analysis, target_seconds, cands, seg_min=g.seg_min, last_start=g.last_start,
+                                 capacity=g.capacity)
+        if short is not None:
+            return short
+    search = _PathSearch(g, cands, BeatMood(analysis, tail_from=g.last_start),
+                         PathLevels(analysis.levels) if analysis.levels is not None else None)
+    best: Optional[PlannedPath] = None
+    for restart in range(n_restarts):
+        walk = search.walk(restart, rng)
+        score, residual = search.score(walk)
+        if best is None or score < best.score:
+            best = PlannedPath(list(walk.jumps), score, residual)
+    if best is None:
+        raise ValueError("n_restarts must be at least 1")
+    if abs(best.residual_seconds) > 0.6 * g.period + g.capacity(len(best.jumps), target_seconds) and not _relaxed:
+        relaxed = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost,
+                            n_restarts=n_restarts, banned=banned, _relaxed=True)
+        if abs(relaxed.residual_seconds) < abs(best.residual_seconds):
+            return relaxed
+    return best
+
+
+def modal_lag_share(segments: list, duration: float, target_seconds: float, *, bin_seconds: float = 0.3,
+                    min_lag_seconds: float = 4.0) -> float:
+    """Share of the output past the song's length that replays material at one single lag.
+
+    ``segments`` are the source spans ``(start, end)`` in seconds in output order.
+    Where two segments share source material, the later one repeats the earlier at
+    the lag of their output offsets; the lengths past ``duration`` are summed per lag
+    (bins of ``bin_seconds``, neighbours merged) and the largest sum is returned over
+    ``target_seconds - duration``. A plain loop scores about 1.
+    """
+    past = target_seconds - duration
+    if past <= 0 or len(segments) < 2:
+        return 0.0
+    starts = np.cumsum([0.0] + [end - start for start, end in segments[:-1]])
+    totals: dict = {}
+    for j in range(1, len(segments)):
+        sj0, sj1 = segments[j]
+        offset_j = starts[j] - sj0
+        for i in range(j):
+            si0, si1 = segments[i]
+            lo, hi = max(si0, sj0), min(si1, sj1)
+            if hi <= lo:
+                continue
+            lag = offset_j - (starts[i] - si0)
+            if lag < min_lag_seconds:
+                continue
+            out_lo, out_hi = max(lo + offset_j, duration), hi + offset_j
+            if out_hi > out_lo:
+                key = int(round(lag / bin_seconds))
+                totals[key] = totals.get(key, 0.0) + (out_hi - out_lo)
+    if not totals:
+        return 0.0
+    best = max(sum(totals.get(key + d, 0.0) for d in (-1, 0, 1)) for key in totals)
+    return float(min(best / past, 1.0))
+
+
+def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCandidates, *,
+                     seg_min: int, last_start: int, capacity) -> Optional[PlannedPath]:
+    """Best one- or two-jump shortening, by exhaustive search (None if none fits).
+
+    One jump: every allowed pair of beats. Two jumps: every pair of the top
+    candidate jumps with a middle segment of at least ``seg_min`` beats. The score
+    is the seam cost plus the length residual the absorbers must take, with a
+    small charge for the second seam.
+    """
+    times = analysis.beat_seconds
+    period = analysis.beat_period_seconds
+    need = target_seconds - analysis.duration_seconds
+    options = []
+    # one jump
+    a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
+    keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
+    a_idx, b_idx = a_idx[keep], b_idx[keep]
+    if a_idx.size:
+        left = need - (times[a_idx] - times[b_idx])
+        cap = capacity(1, times[a_idx])
+        score = (SEAM_WEIGHT * cands.full[a_idx, b_idx] + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
+                 + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0))
+        k = int(np.argmin(score))
+        options.append((float(score[k]), [(int(a_idx[k]), int(b_idx[k]))], float(left[k])))
+    # two jumps, both forward, from the top candidates
+    forward = (cands.b > cands.a) & (cands.a >= seg_min)
+    a1, b1, c1, back1 = cands.a[forward], cands.b[forward], cands.cost[forward], cands.back_seconds[forward]
+    second = forward & (cands.b <= last_start)
+    a2, b2, c2, back2 = cands.a[second], cands.b[second], cands.cost[second], cands.back_seconds[second]
+    if a1.size and a2.size and a1.size * a2.size <= 16_000_000:
+        left = need - back1[:, None] - back2[None, :]
+        valid = (a2[None, :] >= b1[:, None] + seg_min) & (np.abs(left) <= 0.6 * period + 0.5)
+        if valid.any():
+            middle = times[a2][None, :] - times[b1][:, None]
+            varied = np.where(middle >= 30.0, middle, middle + times[a1][:, None])
+            cap = capacity(2, varied)
+            score = (SEAM_WEIGHT * (c1[:, None] + c2[None, :]) + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
+                     + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0) + SECOND_SEAM_WEIGHT)
+            score = np.where(valid, score, np.inf)
+            flat = int(np.argmin(score))
+            i, j = divmod(flat, a2.size)
+            options.append((float(score[i, j]), [(int(a1[i]), int(b1[i])), (int(a2[j]), int(b2[j]))],
+                            float(left[i, j])))
+    if not options:
+        return None
+    score, jumps, residual = min(options, key=lambda option: option[0])
+    if not np.isfinite(score) or abs(residual) > 0.6 * period + 0.5:
+        return None
+    return PlannedPath(jumps, score, residual)

@@ -1,0 +1,220 @@
+"""The local time-stretch that makes the output's length exact, pitch unchanged.
+
+The planned path is off the target by a fraction of a beat; the seams absorb up to
+10 ms each (``render``) and the rest goes to one region of the output, sized for a
+2 % stretch (at least 2 s, never over 3 %), chosen where the output has the fewest
+onsets (spectral flux), away from the seams, the first 5 s and the real ending. It is
+time-stretched by WSOLA (``wsola``: waveform-similarity overlap-add). There is no
+global time-stretch and no resampling: pitch and tempo stay the song's.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from harmonizer_cli.core.audio_io import to_mono
+from harmonizer_cli.core.extend.render import FULL_SCALE_OVERS, Spliced, normalised_xcorr
+from harmonizer_cli.errors import AudioError
+
+__all__ = ["wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH"]
+
+#: The local time-stretch (WSOLA, pitch kept) that makes the length exact: the region
+#: is sized for PREFERRED_STRETCH and never stretched by more than MAX_STRETCH.
+PREFERRED_STRETCH = 0.02
+MAX_STRETCH = 0.03
+
+
+def wsola(samples: np.ndarray, *, start: int, end: int, new_length: int, sample_rate: int) -> np.ndarray:
+    """Time-stretch ``samples[start:end]`` to ``new_length`` samples, pitch unchanged (WSOLA).
+
+    Waveform-similarity overlap-add at the original rate over all channels at
+    once (the same offsets for every channel): 50 ms Hann frames at 50 %
+    overlap on the output; each frame is read from the input near its nominal
+    (linearly mapped) position, at the offset within +-7 ms whose waveform best
+    continues the previous frame (normalised cross-correlation of the mono
+    mix). The first frames are read at ``start`` and the last ones at ``end``
+    exactly, so the result joins ``samples[:start]`` and ``samples[end:]``
+    without a seam: its first and last 25 ms equal the input's (the other
+    frames are at most 25 ms apart, evenly spaced).
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(n_samples, n_channels)]
+        Needs 32 ms of material before ``start`` and 25 ms after ``end``.
+    start, end : int
+        The region to stretch, in samples.
+    new_length : int
+        Its length after stretching, in samples (at least 200 ms).
+    sample_rate : int
+
+    Returns
+    -------
+    np.ndarray [shape=(new_length, n_channels), dtype=float32]
+    """
+    hop = max(8, int(round(0.025 * sample_rate)))
+    width = 2 * hop
+    tolerance = max(2, int(round(0.007 * sample_rate)))
+    length_in, length_out = end - start, new_length
+    if start - hop - tolerance < 0 or end + hop > samples.shape[0] or length_out < 4 * hop or length_in < 4 * hop:
+        raise ValueError("region too short or too close to the edges for WSOLA")
+    # the mono mix of the region and its surroundings only (indices shifted by `base`)
+    base = start - hop - tolerance
+    stop = min(samples.shape[0], end + width + tolerance)
+    mono = to_mono(samples[base:stop]).astype(np.float64)
+    ratio = length_in / float(length_out)
+    bias = 1e-3 * np.abs(np.arange(2 * tolerance + 1) - tolerance) / tolerance
+    frames = [(-hop, start - hop), (0, start)]  # (output position, input position)
+    pinned_end = [(length_out - width, end - width), (length_out - hop, end - hop)]
+    # free frames from hop to length_out - 3 hop, evenly at most one hop apart: the
+    # first and last hop of the output are then made of pinned frames only
+    n_steps = max(1, int(np.ceil((length_out - 4 * hop) / hop)))
+    positions = np.unique(np.round(hop + np.arange(n_steps + 1) * ((length_out - 4 * hop) / n_steps)).astype(int))
+    for position in positions:
+        position = int(position)
+        nominal = start + int(round(position * ratio))
+        lo, hi = nominal - tolerance, nominal + tolerance + width
+        previous_out, previous_in = frames[-1]
+        natural = previous_in + (position - previous_out) - base
+        score = normalised_xcorr(mono[natural:natural + width], mono[lo - base:hi - base])
+        if position == positions[-1]:  # the last free frame also leads into the pinned end
+            target = end - (length_out - position) - base
+            score = score + normalised_xcorr(mono[target:target + width], mono[lo - base:hi - base])
+        score = np.nan_to_num(score, nan=-2.0) - bias  # ties (silence): stay on the nominal position
+        frames.append((position, lo + int(np.argmax(score))))
+    frames += pinned_end
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(width) / width))  # periodic Hann
+    acc = np.zeros((length_out + 2 * width, samples.shape[1]))
+    weight = np.zeros(length_out + 2 * width)
+    frame_power = np.zeros(length_out + 2 * width)  # window-weighted power of the frames read
+    for out_at, in_at in frames:
+        chunk = samples[in_at:in_at + width].astype(np.float64)
+        acc[out_at + width:out_at + 2 * width] += window[:, None] * chunk
+        weight[out_at + width:out_at + 2 * width] += window
+        frame_power[out_at + width:out_at + 2 * width] += window * np.mean(chunk ** 2, axis=1)
+    norm = np.maximum(weight[width:width + length_out], 1e-9)
+    out = acc[width:width + length_out] / norm[:, None]
+    # keep the level: overlapping frames that do not add coherently (noise, reverb,
+    # dense mixes) lose up to 3 dB; a smooth gain restores the frames' own power
+    # (1 where they add coherently), never past the region's peak, and is 1 in the
+    # first and last hop, which are the input's own samples
+    def smooth(values: np.ndarray) -> np.ndarray:
+        cum = np.concatenate([[0.0], np.cumsum(values)])
+        lo = np.clip(np.arange(values.size) - hop // 2, 0, values.size)
+        hi = np.clip(np.arange(values.size) + hop // 2 + 1, 0, values.size)
+        return (cum[hi] - cum[lo]) / (hi - lo)
+
+    wanted = smooth(frame_power[width:width + length_out] / norm)
+    got = smooth(np.mean(out ** 2, axis=1))
+    gain = np.sqrt(np.clip(wanted / np.maximum(got, 1e-20), 1.0, 2.0))
+    gain = np.where(wanted > 1e-12, gain, 1.0)
+    taper = np.clip((np.minimum(np.arange(length_out), length_out - 1 - np.arange(length_out)) - hop) / hop, 0.0, 1.0)
+    gain = 1.0 + (gain - 1.0) * taper
+    peak = float(np.max(np.abs(samples[start:end])))
+    peak = min(peak, 1.0) if peak <= FULL_SCALE_OVERS else peak  # no new overs in a full-scale master
+    loudest = np.max(np.abs(out), axis=1)
+    gain = np.maximum(np.minimum(gain, peak / np.maximum(loudest, 1e-12)), 1.0)  # the guard only lowers a boost
+    return (out * gain[:, None]).astype(np.float32)
+
+
+def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, hi: int,
+                   avoid: list) -> Optional[int]:
+    """Start (sample) of the ``length``-sample window within ``[lo, hi)`` with the fewest onsets.
+
+    Onsets are the positive spectral flux (log magnitude, 46 ms frames at 23 ms
+    hop on the mono mix at about 11 kHz); windows that contain a seam (``avoid``,
+    samples, +-200 ms) are excluded. None when no window fits.
+    """
+    if hi - lo < length:
+        return None
+    step = max(1, int(round(sample_rate / 11025)))  # about 11 kHz is enough to see onsets
+    mono = to_mono(out[lo:hi:step])
+    frame = 1 << int(np.ceil(np.log2(max(64, 0.046 * sample_rate / step))))
+    hop = frame // 2
+    if mono.size < 2 * frame:
+        return lo
+    n_frames = (mono.size - frame) // hop + 1
+    index = np.arange(frame)[None, :] + hop * np.arange(n_frames)[:, None]
+    magnitude = np.abs(np.fft.rfft(mono[index] * np.hanning(frame).astype(np.float32), axis=1))
+    logmag = np.log1p(100.0 * magnitude / (float(magnitude.max()) + 1e-12))
+    flux = np.concatenate([[0.0], np.sum(np.maximum(np.diff(logmag, axis=0), 0.0), axis=1)])
+    frame_samples = hop * step
+    span = max(1, int(np.ceil(length / frame_samples)))
+    if span > n_frames:
+        return lo
+    sums = np.cumsum(np.concatenate([[0.0], flux]))
+    cost = sums[span:] - sums[:-span]  # window starting at frame i
+    starts = lo + np.arange(cost.size) * frame_samples
+    fits = starts + length <= hi
+    guard = int(0.2 * sample_rate)
+    for seam in avoid:
+        fits &= ~((starts - guard < seam) & (starts + length + guard > seam))
+    if not fits.any():
+        fits = starts + length <= hi  # every window has a seam: accept one
+        if not fits.any():
+            return None
+    cost = np.where(fits, cost, np.inf)
+    return int(starts[int(np.argmin(cost))])
+
+
+def stretch_to_length(out: np.ndarray, n_target: int, *, sample_rate: int, seams: list,
+                       head_keep_seconds: float, tail_keep_seconds: float) -> tuple[np.ndarray, Optional[dict]]:
+    """Make ``out`` exactly ``n_target`` samples long by a local, pitch-preserving stretch.
+
+    The difference goes to one region (sized for a 2 % stretch, at least 2 s,
+    at most 3 %) where the music is steadiest, away from the seams, the first
+    ``head_keep_seconds`` and the last ``tail_keep_seconds``; it is time-stretched
+    by WSOLA. Returns the new samples and ``{"factor", "region_seconds"}`` (output
+    times of the stretched region; factor > 1 lengthens), or None when nothing
+    was stretched.
+    """
+    difference = n_target - out.shape[0]
+    if difference == 0:
+        return out, None
+    lo = int(round(head_keep_seconds * sample_rate))
+    hi = out.shape[0] - int(round(tail_keep_seconds * sample_rate))
+    length = int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH))
+    length = min(length, hi - lo)
+    if length <= 0 or abs(difference) > MAX_STRETCH * length:
+        # no room between the protected head and ending: use what lies between 1 s and the last 2 s
+        lo, hi = int(1.0 * sample_rate), out.shape[0] - int(2.0 * sample_rate)
+        length = min(int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH)), hi - lo)
+        if length <= 0 or abs(difference) > MAX_STRETCH * length:
+            raise AudioError(f"cannot recompose to {n_target / sample_rate:.2f} s: the best plan is off by "
+                             f"{difference / sample_rate:.3f} s, too much for a local stretch (the target may be too "
+                             "short to keep the song's beginning and real ending; try another length)")
+    avoid = [int(round(seconds * sample_rate)) for seconds in seams]
+    start = _steady_region(out, sample_rate=sample_rate, length=length, lo=lo, hi=hi, avoid=avoid)
+    if start is None:
+        raise AudioError("cannot reach the exact length (no region to absorb the residual)")
+    end = start + length
+    stretched = wsola(out, start=start, end=end, new_length=length + difference, sample_rate=sample_rate)
+    result = np.concatenate([out[:start], stretched, out[end:]], axis=0)
+    info = {"factor": round((length + difference) / float(length), 6),
+            "region_seconds": [round(start / sample_rate, 4), round((start + length + difference) / sample_rate, 4)]}
+    return result, info
+
+
+def finish_length(spliced: Spliced, sample_rate: int) -> tuple[np.ndarray, list, list, Optional[dict]]:
+    """The exact length: a local, pitch-preserving stretch of the steadiest region
+    between the untouched head and the real ending (the tail stays sample-exact)."""
+    out, seams, segments = spliced.out, spliced.seams, spliced.segments
+    n_before = out.shape[0]
+    out, stretch = stretch_to_length(out, spliced.n_target, sample_rate=sample_rate, seams=seams,
+                                      head_keep_seconds=spliced.head_keep, tail_keep_seconds=spliced.tail_keep)
+    if stretch is not None:
+        region_start, region_end = stretch["region_seconds"]
+        old_end = region_start + (region_end - region_start) / stretch["factor"]
+
+        def moved(seconds: float) -> float:
+            if seconds <= region_start:
+                return seconds
+            if seconds >= old_end:
+                return round(seconds + (out.shape[0] - n_before) / sample_rate, 4)
+            return round(region_start + (seconds - region_start) * stretch["factor"], 4)
+
+        seams = [moved(seconds) for seconds in seams]
+        for segment in segments:
+            segment["output_start"] = moved(segment["output_start"])
+    return out, seams, segments, stretch
