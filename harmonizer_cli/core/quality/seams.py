@@ -148,10 +148,10 @@ def _windows_around(samples: np.ndarray, centre: int, half: int) -> np.ndarray:
     return samples[start:stop]
 
 
-def seam_crest(
-    samples: np.ndarray, *, sample_rate: int, times: Sequence[float], half_window_seconds: float = 0.005
-) -> np.ndarray:
+def seam_crest(samples: np.ndarray, *, sample_rate: int, times: Sequence[float]) -> np.ndarray:
     """Local sample-step crest at each time: max |first difference| / RMS within +-5 ms.
+
+    The measure the engine's seam audit uses (``step_crest``), at points in seconds.
 
     Parameters
     ----------
@@ -159,73 +159,48 @@ def seam_crest(
     sample_rate : int
     times : sequence of float
         Points in seconds.
-    half_window_seconds : float
-        Half the window (5 ms).
 
     Returns
     -------
     np.ndarray [shape=(len(times),)]
-        The largest value over channels (NaN for points outside the signal).
+        The largest value over channels (NaN for points within 5 ms of an end or outside).
     """
     samples = samples_2d(samples)
-    half = max(2, int(round(half_window_seconds * sample_rate)))
-    values = np.full(len(times), np.nan)
-    for k, time in enumerate(times):
-        centre = int(round(time * sample_rate))
-        if not 0 <= centre < samples.shape[0]:
-            continue
-        window = _windows_around(samples, centre, half).astype(np.float64)
-        if window.shape[0] < 3:
-            continue
-        step = np.abs(np.diff(window, axis=0)).max(axis=0)
-        rms = np.sqrt(np.mean(window**2, axis=0)) + 1e-4  # -80 dBFS floor: silence reads 0
-        values[k] = float(np.max(step / rms))
+    half = max(1, int(0.005 * sample_rate))
+    at = np.round(np.asarray(times, dtype=np.float64).reshape(-1) * sample_rate).astype(np.int64)
+    values = np.full(at.size, np.nan)
+    ok = (at - half >= 0) & (at + half < samples.shape[0])
+    if ok.any():
+        values[ok] = step_crest(samples, at[ok], sample_rate=sample_rate)
     return values
 
 
-def seam_novelty(
-    samples: np.ndarray, *, sample_rate: int, times: Sequence[float], window_seconds: float = 0.05,
-    n_bands: int = 40, range_db: float = 80.0,
-) -> np.ndarray:
-    """Spectral novelty across each point: mel-band dB distance of the 50 ms before/after.
+def seam_novelty(samples: np.ndarray, *, sample_rate: int, times: Sequence[float]) -> np.ndarray:
+    """Spectral novelty across each point: the 40-band log-mel distance of the 50 ms before and after.
+
+    The measure the engine's seam audit uses (``spectral_jump``), on the mono mix.
 
     Parameters
     ----------
     samples : np.ndarray [shape=(n_samples,) or (n_samples, n_channels)]
-        Mixed to mono.
     sample_rate : int
     times : sequence of float
         Points in seconds.
-    window_seconds : float
-        Length of each side (50 ms).
-    n_bands : int
-        Mel bands.
-    range_db : float
-        Levels are floored this far below the louder side's loudest band.
 
     Returns
     -------
     np.ndarray [shape=(len(times),)]
         Mean absolute band difference in dB (NaN where a side is outside the signal).
     """
-    import librosa
-
-    mono = to_mono(samples_2d(samples)).astype(np.float64)
-    length = max(16, int(round(window_seconds * sample_rate)))
-    n_fft = int(2 ** np.ceil(np.log2(length)))
-    window = np.hanning(length)
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_bands, fmin=30.0,
-                              fmax=min(16000.0, sample_rate / 2.0))
-    values = np.full(len(times), np.nan)
-    for k, time in enumerate(times):
-        centre = int(round(time * sample_rate))
-        if centre - length < 0 or centre + length > mono.size:
-            continue
-        before = np.abs(np.fft.rfft(mono[centre - length:centre] * window, n_fft)) ** 2
-        after = np.abs(np.fft.rfft(mono[centre:centre + length] * window, n_fft)) ** 2
-        levels = 10.0 * np.log10(np.stack([mel @ before, mel @ after]) + 1e-20)
-        levels = np.maximum(levels, levels.max() - range_db)
-        values[k] = float(np.mean(np.abs(levels[0] - levels[1])))
+    mono = to_mono(samples_2d(samples))
+    length = int(0.05 * sample_rate)
+    at = np.round(np.asarray(times, dtype=np.float64).reshape(-1) * sample_rate).astype(np.int64)
+    values = np.full(at.size, np.nan)
+    ok = (at - length >= 0) & (at + length <= mono.size)
+    if ok.any():
+        idx = np.arange(length)
+        values[ok] = spectral_jump(mono[at[ok][:, None] - length + idx], mono[at[ok][:, None] + idx],
+                                   sample_rate=sample_rate)
     return values
 
 
