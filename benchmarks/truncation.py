@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from harmonizer_cli.core.audio_io import Audio, load_audio, to_model_view  # noqa: E402
 from harmonizer_cli.core.extend import extend_audio  # noqa: E402
-from harmonizer_cli.core.predictor import load_predictor  # noqa: E402
+from harmonizer_cli.core.model import load_predictor  # noqa: E402
 
 CUT = 0.6
 ANALYSIS_RATE = 22050

@@ -8,7 +8,6 @@ bar is shown only when stderr is a terminal and ``--quiet`` is off.
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator
 

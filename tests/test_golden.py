@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SONGS_DIR  # noqa: E402
 from test_extension import make_song  # noqa: E402
 
-from harmonizer_cli.core.audio_io import Audio, load_audio  # noqa: E402
+from harmonizer_cli.core.audio_io import load_audio  # noqa: E402
 from harmonizer_cli.core.extend import extend_audio  # noqa: E402
 
 #: The real song of the golden case (skipped when ../shared/music is absent).
@@ -50,7 +50,7 @@ def _synthetic_shorter():
 
 
 def _real_song():
-    from harmonizer_cli.core.predictor import load_predictor
+    from harmonizer_cli.core.model import load_predictor
 
     return extend_audio(load_audio(REAL_SONG), target_seconds=150.0, seed=0, predictor=load_predictor(),
                         path=str(REAL_SONG))

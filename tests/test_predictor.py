@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harmonizer_cli.core.model import ModelConfig, build_model, save_model_folder, set_normalisation
-from harmonizer_cli.core.predictor import default_model_path, load_predictor
+from harmonizer_cli.core.model import default_model_path, load_predictor
 from harmonizer_cli.errors import ModelError
 
 
@@ -99,7 +99,7 @@ def test_predictor_does_not_import_tensorflow(small_folder):
     folder = small_folder
     code = (
         "import sys, numpy as np\n"
-        "from harmonizer_cli.core.predictor import load_predictor\n"
+        "from harmonizer_cli.core.model import load_predictor\n"
         f"p = load_predictor({str(folder)!r})\n"
         "p.predict(np.zeros((1, 20, 256), np.float32))\n"
         "bad = [m for m in ('tensorflow', 'keras', 'librosa', 'numba') if m in sys.modules]\n"

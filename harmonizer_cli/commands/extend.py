@@ -102,7 +102,7 @@ def _process_one(job: dict) -> dict:
     predictor = None
     model_name = None
     if job["use_model"]:
-        from harmonizer_cli.core.predictor import load_predictor
+        from harmonizer_cli.core.model import load_predictor
 
         try:
             predictor = load_predictor(job["model"])

@@ -337,7 +337,7 @@ def evaluate_model(
         No manifest, an empty split, or a source file that is gone.
     """
     from harmonizer_cli.core.audio_io import load_audio, to_model_view
-    from harmonizer_cli.core.predictor import default_model_path, load_predictor
+    from harmonizer_cli.core.model import default_model_path, load_predictor
     from harmonizer_cli.core.preprocess import ProcessedData
     from harmonizer_cli.errors import AudioError
 

@@ -365,9 +365,9 @@ def train_model(
     state: dict = {"epoch": 0, "history": [], "best_val_loss": None, "best_epoch": 0, "wait": 0}
     with strategy.scope():
         if config.resume:
-            from harmonizer_cli.core.model import _layers
+            from harmonizer_cli.core.model import custom_layers
 
-            _layers()
+            custom_layers()
             resume_folder = output / CHECKPOINT_FOLDER  # the chief's, on a shared file system
             model_config, _ = read_config(output)  # the architecture being resumed wins
             try:

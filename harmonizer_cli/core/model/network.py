@@ -1,4 +1,4 @@
-"""The encoder-decoder of the seed paper as a Keras 3 model, and its model folder.
+"""The encoder-decoder of the seed paper as a Keras 3 model: build, save, load.
 
 The model reads ``n_input_frames`` (20) frames and predicts the next
 ``n_output_frames`` (10), each frame a vector of ``frame_size`` numbers (see
@@ -20,138 +20,29 @@ the reference code). Inputs are standardised with per-feature mean and standard
 deviation of the training set (``FeatureScale``) and outputs de-standardised, so the
 model maps raw frames to raw frames.
 
-A model folder holds ``config.json`` (the ``ModelConfig`` and training facts),
-``model.keras`` (Keras, loaded with ``safe_mode=True``) and ``weights.npz`` (the same
-weights as plain arrays, ``"<layer>/<weight>"``, read by the numpy ``predictor``).
-TensorFlow/Keras are imported inside functions only.
+The folder format is ``config``'s; this module builds, saves and loads the Keras
+model. TensorFlow/Keras are imported inside functions only.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harmonizer_cli.core.features import REPRESENTATIONS, LogMelSpec, frame_size_for
-from harmonizer_cli.errors import ConfigError, ModelError
+from harmonizer_cli.core.model.config import (
+    CONFIG_FILE, FORMAT_NAME, FORMAT_VERSION, KERAS_FILE, WEIGHTS_FILE, ModelConfig, read_config, unit_names,
+)
+from harmonizer_cli.errors import ModelError
 
-__all__ = [
-    "ModelConfig",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "WEIGHT_MODES",
-    "build_model",
-    "set_normalisation",
-    "unit_names",
-    "copy_model_folder",
-    "export_weights",
-    "save_model_folder",
-    "load_keras_model",
-    "read_config",
-    "count_parameters",
-]
-
-FORMAT_NAME = "harmonizer-model"
-FORMAT_VERSION = 1
-WEIGHT_MODES = ("shared", "per-step")
-CONFIG_FILE = "config.json"
-KERAS_FILE = "model.keras"
-WEIGHTS_FILE = "weights.npz"
+__all__ = ["custom_layers", "build_model", "set_normalisation", "count_parameters", "export_weights",
+           "save_model_folder", "load_keras_model"]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild the model; saved in ``config.json``.
-
-    Attributes
-    ----------
-    representation : {"logmel", "waveform"}
-        Frame representation (``features``).
-    weights : {"shared", "per-step"}
-        One unit each for encoder/context/decoder, or one per time step (31).
-    frame_size : int
-        Numbers per frame (256 for the default logmel, 22050 for waveform).
-    hidden_sizes : tuple of int
-        Widths of the hidden stack (the paper: 64, 128, 256, 512).
-    n_input_frames, n_output_frames : int
-        Frames read and predicted (20 and 10).
-    frame_seconds : float
-        Seconds per frame (1.0).
-    leaky_slope : float
-        LeakyReLU negative slope (Keras' default, 0.3).
-    batchnorm_epsilon, batchnorm_momentum : float
-        BatchNormalization parameters (Keras' defaults).
-    logmel : dict
-        ``LogMelSpec`` fields for the logmel representation.
-    """
-
-    representation: str = "logmel"
-    weights: str = "shared"
-    frame_size: int = 256
-    hidden_sizes: tuple[int, ...] = (64, 128, 256, 512)
-    n_input_frames: int = 20
-    n_output_frames: int = 10
-    frame_seconds: float = 1.0
-    leaky_slope: float = 0.3
-    batchnorm_epsilon: float = 1e-3
-    batchnorm_momentum: float = 0.99
-    logmel: dict = field(default_factory=lambda: LogMelSpec().to_dict())
-
-    @classmethod
-    def paper(cls) -> "ModelConfig":
-        """The reference configuration: waveform frames of 22050 samples, per-step weights."""
-        return cls(representation="waveform", weights="per-step", frame_size=22050)
-
-    def validate(self) -> "ModelConfig":
-        """Return self, or raise ``ConfigError`` naming the bad value."""
-        if self.representation not in REPRESENTATIONS:
-            raise ConfigError(f"unknown representation {self.representation!r}")
-        if self.weights not in WEIGHT_MODES:
-            raise ConfigError(f"unknown weights mode {self.weights!r} (choose from shared, per-step)")
-        expected = frame_size_for(self.representation, spec=self.logmel_spec)
-        if self.frame_size != expected:
-            raise ConfigError(
-                f"frame_size {self.frame_size} does not match the {self.representation} "
-                f"representation ({expected})"
-            )
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ConfigError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
-        if self.n_input_frames < 1 or self.n_output_frames < 1:
-            raise ConfigError("n_input_frames and n_output_frames must be positive")
-        return self
-
-    @property
-    def logmel_spec(self) -> LogMelSpec:
-        return LogMelSpec.from_dict(self.logmel)
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["hidden_sizes"] = list(self.hidden_sizes)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        try:
-            known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
-            if "hidden_sizes" in known:
-                known["hidden_sizes"] = tuple(int(h) for h in known["hidden_sizes"])
-            return cls(**known).validate()
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid model configuration ({exc})") from exc
-
-    def with_representation(self, representation: str) -> "ModelConfig":
-        """This configuration for another representation (frame size follows)."""
-        return replace(self, representation=representation,
-                       frame_size=frame_size_for(representation, spec=self.logmel_spec))
-
-
-# ----------------------------------------------------------------------------- layers
-def _layers():
+def custom_layers() -> dict:
     """Define (once) and return the custom Keras layers; imports Keras lazily."""
     global _LAYERS
     if _LAYERS is not None:
@@ -253,20 +144,6 @@ def _layers():
 _LAYERS: dict | None = None
 
 
-def unit_names(config: ModelConfig) -> dict[str, list[str]]:
-    """Layer-name prefixes of each step's unit: ``{"encoder": [...20], "context": [1], "decoder": [...10]}``.
-
-    Shared weights repeat one prefix; per-step weights number them (``encoder_07``).
-    """
-    def names(part: str, n: int) -> list[str]:
-        if config.weights == "shared" or n == 1:
-            return [part] * n
-        return [f"{part}_{i:02d}" for i in range(n)]
-
-    return {"encoder": names("encoder", config.n_input_frames), "context": ["context"],
-            "decoder": names("decoder", config.n_output_frames)}
-
-
 def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
                 steps_per_execution: int = 1) -> Any:
     """Build (and compile with Adam + MSE when ``learning_rate`` is given) the model.
@@ -289,7 +166,7 @@ def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
     import keras
 
     config.validate()
-    layers = _layers()
+    layers = custom_layers()
     units: dict[str, dict] = {}
 
     def unit(prefix: str, max_inputs: int) -> dict:
@@ -419,41 +296,6 @@ def save_model_folder(
     return folder
 
 
-def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    """Read a model folder's ``config.json``.
-
-    Returns
-    -------
-    config : ModelConfig
-    document : dict
-        The whole JSON document (``name``, ``training``...).
-
-    Raises
-    ------
-    ModelError
-        Missing folder or file, invalid JSON, another format or version.
-    """
-    folder = Path(folder)
-    path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        raise ModelError("model folder not found", path=folder)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ModelError("not a model folder (no config.json)", path=folder) from exc
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"unreadable config.json ({exc})", path=path) from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        raise ModelError(f"not a {FORMAT_NAME} config", path=path)
-    if document.get("version") != FORMAT_VERSION:
-        raise ModelError(f"unsupported model format version {document.get('version')!r}", path=path)
-    try:
-        config = ModelConfig.from_dict(document.get("model") or {})
-    except ConfigError as exc:
-        raise ModelError(exc.message, path=path) from exc
-    return config, document
-
-
 def load_keras_model(folder: str | os.PathLike, *, compile: bool = True) -> Any:
     """Load ``model.keras`` of a model folder with ``safe_mode=True``.
 
@@ -469,16 +311,8 @@ def load_keras_model(folder: str | os.PathLike, *, compile: bool = True) -> Any:
     path = folder / KERAS_FILE
     if not path.is_file():
         raise ModelError("no model.keras in the model folder", path=folder)
-    _layers()
+    custom_layers()
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # keras raises many types for corrupt files
         raise ModelError(f"cannot load the Keras model ({type(exc).__name__}: {exc})", path=path) from exc
-
-
-def copy_model_folder(source: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Copy the three files of a model folder (used to ship the default)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, KERAS_FILE, WEIGHTS_FILE):
-        shutil.copy2(Path(source) / name, dest / name)

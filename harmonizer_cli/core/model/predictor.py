@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harmonizer_cli.core.features import LogMelSpec, frames_for, render_logmel
-from harmonizer_cli.core.model import WEIGHTS_FILE, ModelConfig, read_config, unit_names
+from harmonizer_cli.core.model.config import WEIGHTS_FILE, ModelConfig, read_config, unit_names
 from harmonizer_cli.errors import ModelError
 
 __all__ = ["FramePredictor", "load_predictor", "default_model_path"]
@@ -28,7 +28,7 @@ def default_model_path() -> Path:
     try:
         return Path(str(files("harmonizer_cli.models") / "default"))
     except ModuleNotFoundError:  # a source checkout used without installing: models/ beside it
-        return Path(__file__).resolve().parents[2] / "models" / "default"
+        return Path(__file__).resolve().parents[3] / "models" / "default"
 
 
 def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
