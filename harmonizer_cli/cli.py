@@ -9,7 +9,6 @@ imported here, so ``harmonizer --help`` starts fast.
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -17,7 +16,7 @@ from typer.core import TyperGroup
 
 from harmonizer_cli import __version__
 from harmonizer_cli.commands import evaluate, extend, fetch_data, preprocess, train
-from harmonizer_cli.console import AppState, stderr
+from harmonizer_cli.console import AppState, print_error, stderr
 from harmonizer_cli.errors import HarmonizerError, Interrupted
 
 __all__ = ["app", "main"]
@@ -45,13 +44,13 @@ class HarmonizerGroup(TyperGroup):
         except HarmonizerError as exc:
             if isinstance(ctx.obj, AppState) and ctx.obj.debug:
                 stderr.print_exception()
-            print(f"error: {exc}", file=sys.stderr)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
+            print_error("interrupted")
             raise typer.Exit(130) from None
         except Interrupted as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         finally:
             signal.signal(signal.SIGTERM, previous)

@@ -8,14 +8,13 @@ bar is shown only when stderr is a terminal and ``--quiet`` is off.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from rich.console import Console
 
-__all__ = ["AppState", "stderr", "progress_for", "ProgressCallback", "log"]
-
-ProgressCallback = Callable[[int, int], None]
+__all__ = ["AppState", "stderr", "progress_for", "log", "print_error"]
 
 #: Every human-readable message goes to stderr; stdout carries only data (--json).
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -39,6 +38,11 @@ def log(state: AppState, message: str, *, verbose_only: bool = False) -> None:
     if state.quiet or (verbose_only and not state.verbose):
         return
     stderr.print(message, markup=False)
+
+
+def print_error(message: object) -> None:
+    """``error: <message>`` on one line of stderr, always (``--quiet`` silences only the rest)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

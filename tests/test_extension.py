@@ -141,11 +141,46 @@ def test_shortening_keeps_both_ends(song):
         assert abs(result.stretch["factor"] - 1.0) <= MAX_STRETCH
 
 
+class BiasedPredictor(FakePredictor):
+    """Frames that say which second of the song they are (one-hot), and predictions that
+    the song always goes on at ``favoured_second``: a model with a strong opinion."""
+
+    name = "biased"
+    n_output_frames = 4
+
+    def __init__(self, favoured_second: int) -> None:
+        super().__init__()
+        self.favoured = favoured_second
+
+    def frame_features(self, mono_22050: np.ndarray) -> np.ndarray:
+        n = int(np.ceil(mono_22050.size / 22050))
+        self.n = n
+        return np.eye(n, dtype=np.float32)
+
+    def predict(self, context: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        ahead = np.eye(self.n, dtype=np.float32)[self.favoured:self.favoured + self.n_output_frames]
+        return np.repeat(3.0 * ahead[None], context.shape[0], axis=0)
+
+
 def test_predictor_guides_the_choice(song):
-    predictor = FakePredictor()
+    """A model that expects the music to go on at one place pulls the landings there."""
+    from harmonizer_cli.core.extend import analyze_song, plan_path
+    from harmonizer_cli.core.audio_io import to_model_view
+    from harmonizer_cli.core.extend.guidance import TargetCost
+
+    mono = to_model_view(song)
+    analysis = analyze_song(mono)
+    plain = plan_path(analysis, 60.0, seed=0)
+    landings = lambda plan: np.array([analysis.beat_seconds[b] for _, b in plan.jumps])  # noqa: E731
+    for favoured in (2, 8):
+        guided = plan_path(analysis, 60.0, seed=0, target_cost=TargetCost(BiasedPredictor(favoured), mono))
+        assert guided.jumps != plain.jumps
+        assert np.mean(np.abs(landings(guided) - favoured)) < np.mean(np.abs(landings(plain) - favoured))
+    # and through extend_audio: the model is called, named in the result, the length exact
+    predictor = BiasedPredictor(8)
     result = extend_audio(song, target_seconds=41.3, seed=0, predictor=predictor)
-    assert predictor.calls > 0
-    assert result.model == "fake"
+    assert predictor.calls > 0 and result.model == "biased"
     assert abs(result.duration_seconds - 41.3) <= 0.010
 
 

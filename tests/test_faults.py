@@ -452,6 +452,13 @@ def test_outputs_are_not_private(song, tmp_path):
 
 # --------------------------------------------------------------------------- 3. interruption
 
+#: How soon a signalled command must have exited. On an idle machine extend and
+#: preprocess exit within a second and train within about three; the bound leaves room
+#: for a loaded 2-core CI machine (a train exit took 5.09 s there). It catches a command
+#: that ignores the signal and runs on; what matters beyond it is asserted below each
+#: time: the exit code, one error line, nothing half-written, and resuming works.
+PROMPT_EXIT_SECONDS = 20.0
+
 def _interrupt(process: subprocess.Popen, signal_number: int, *, after: float) -> tuple[str, float]:
     time.sleep(after)
     assert process.poll() is None, "finished before the signal: make the job longer"
@@ -470,7 +477,7 @@ def test_extend_interrupted(tmp_path, signal_number):
     stderr, seconds = _interrupt(process, signal_number, after=1.0)
     assert process.returncode == 128 + signal_number, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: ")
-    assert seconds < 5.0
+    assert seconds < PROMPT_EXIT_SECONDS
     assert not output.exists() and leftovers(tmp_path) == []
 
 
@@ -485,7 +492,7 @@ def test_extend_batch_with_jobs_terminated(tmp_path):
                         "-j", "2")
     stderr, seconds = _interrupt(process, signal.SIGTERM, after=1.5)
     assert process.returncode == 143, stderr
-    assert "Traceback" not in stderr and seconds < 5.0
+    assert "Traceback" not in stderr and seconds < PROMPT_EXIT_SECONDS
     assert leftovers(tmp_path) == []
     finished = list(out.iterdir())
     assert len(finished) < n_songs
@@ -512,7 +519,7 @@ def test_preprocess_interrupted_then_resumed(tmp_path, signal_number):
         time.sleep(0.05)  # signal once at least one song is finished
     stderr, seconds = _interrupt(process, signal_number, after=0.2)
     assert process.returncode == 128 + signal_number, stderr
-    assert "Traceback" not in stderr and seconds < 5.0
+    assert "Traceback" not in stderr and seconds < PROMPT_EXIT_SECONDS
     assert not (out / "manifest.json").exists() and leftovers(tmp_path) == []
     finished = len(list((out / "songs").glob("*.json")))
     assert 0 < finished < 24
@@ -560,7 +567,7 @@ def test_train_interrupted_then_resumed_matches(train_data, tmp_path, signal_num
         time.sleep(0.05)
     stderr, seconds = _interrupt(process, signal_number, after=0.3)
     assert process.returncode == 128 + signal_number, stderr
-    assert "Traceback" not in stderr and seconds < 5.0
+    assert "Traceback" not in stderr and seconds < PROMPT_EXIT_SECONDS
     assert leftovers(output) == [] and not list(output.rglob("*.part.keras"))
     done = json.loads(state_file.read_text())["epoch"]
     assert 1 <= done < int(epochs)

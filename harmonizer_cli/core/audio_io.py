@@ -25,9 +25,9 @@ from harmonizer_cli.errors import AudioError, OutputError
 __all__ = [
     "Audio",
     "MODEL_SAMPLE_RATE",
+    "AUDIO_SUFFIXES",
     "OUTPUT_FORMATS",
     "load_audio",
-    "audio_info",
     "output_subtype_for",
     "to_mono",
     "resample",
@@ -38,8 +38,13 @@ __all__ = [
     "atomic_output",
 ]
 
-#: Sample rate of the model's view of audio (the seed paper's).
+#: Sample rate of the model's view of audio (the seed paper's): the one definition.
 MODEL_SAMPLE_RATE = 22050
+
+#: File extensions taken as audio wherever a folder is read (extend, preprocess,
+#: fetch-data): the formats ``load_audio`` decodes.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif",
+                            ".wma"})
 
 #: Output formats: name -> (libsndfile major format, default subtype).
 OUTPUT_FORMATS = {
@@ -256,23 +261,6 @@ def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:
             return "PCM_24"
         return {"DOUBLE": "FLOAT"}.get(subtype, subtype)
     return None
-
-
-def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
-    """Sample rate, channel count and duration in seconds, without decoding.
-
-    Raises
-    ------
-    AudioError
-        If the file cannot be opened by libsndfile.
-    """
-    path = Path(path)
-    _check_input_path(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError("cannot read audio header", path=path) from exc
-    return int(info.samplerate), int(info.channels), float(info.duration)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
