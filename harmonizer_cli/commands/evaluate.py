@@ -136,7 +136,7 @@ def command(
     at the seams over that at the original's beats), the deepest level dip,
     repetition (share of frames repeating at one single lag), the ending
     (correlation of the last 10 s) and mood (tempo, key, loudness, spectral
-    centroid), each against the targets of the extend issue. A table on stderr, or
+    centroid), each against its target (README, Benchmarks). A table on stderr, or
     with --json one JSON object on stdout.
     """
     state: AppState = ctx.obj if isinstance(ctx.obj, AppState) else AppState()

@@ -6,7 +6,7 @@ extension benchmark (``benchmarks/extension_quality.py``) and ``harmonizer evalu
 librosa, scipy and pyloudnorm are used freely (imported inside the functions).
 
 Measures (see ``extension_report`` for the JSON layout and ``targets_met`` for the
-targets of issue 3):
+per-file targets, ``TARGETS``):
 
 duration
     Output length, error against the requested length, sample rate and channels kept.

@@ -296,7 +296,7 @@ def extension_report(
 
 
 def targets_met(report: dict, *, full: bool | None = None) -> dict:
-    """Check one report against the per-file targets of issue 3.
+    """Check one report against the per-file targets (``TARGETS``).
 
     Parameters
     ----------
