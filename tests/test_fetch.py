@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 
 from fetch_server import FakeServer, git_blob_sha1
 from harmonizer_cli.cli import app
-from harmonizer_cli.core import fetch
-from harmonizer_cli.core.fetch import FetchOptions, fetch_dataset, parse_source, safe_relative_path
+from harmonizer_cli.core.research import fetch
+from harmonizer_cli.core.research.fetch import FetchOptions, fetch_dataset, parse_source, safe_relative_path
 from harmonizer_cli.errors import DataError
 
 OWNER, REPO, FOLDER = "someone", "dataset", "Mix Music"

@@ -43,7 +43,7 @@ from harmonizer_cli.core.model import (
     CONFIG_FILE, ModelConfig, build_model, count_parameters, read_config, save_model_folder,
     set_normalisation,
 )
-from harmonizer_cli.core.preprocess import ProcessedData
+from harmonizer_cli.core.research.preprocess import ProcessedData
 from harmonizer_cli.errors import ConfigError, DataError, ModelError, OutputError
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "STRATEGIES", "plot_history"]
