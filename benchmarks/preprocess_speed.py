@@ -24,7 +24,7 @@ from pathlib import Path
 
 _CHILD = r"""
 import json, resource, sys, time
-from harmonizer_cli.core.preprocess import PreprocessConfig, preprocess_dataset
+from harmonizer_cli.core.research.preprocess import PreprocessConfig, preprocess_dataset
 started = time.perf_counter()
 result = preprocess_dataset(sys.argv[1], sys.argv[2], config=PreprocessConfig(jobs=int(sys.argv[3])))
 wall = time.perf_counter() - started
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=default)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    from harmonizer_cli.core.preprocess import find_audio_files
+    from harmonizer_cli.core.research.preprocess import find_audio_files
 
     files = find_audio_files(args.input)
     with tempfile.TemporaryDirectory(prefix="harmonizer-bench-") as tmp:

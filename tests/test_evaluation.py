@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harmonizer_cli.core.evaluation import BASELINES, evaluate_songs, frame_scores
+from harmonizer_cli.core.research.evaluation import BASELINES, evaluate_songs, frame_scores
 from harmonizer_cli.core.features import frames_for
 from harmonizer_cli.errors import DataError
 

@@ -532,7 +532,7 @@ def test_preprocess_interrupted_then_resumed(tmp_path, signal_number):
 
 @pytest.fixture(scope="module")
 def train_data(tmp_path_factory) -> Path:
-    from harmonizer_cli.core.preprocess import PreprocessConfig, preprocess_dataset
+    from harmonizer_cli.core.research.preprocess import PreprocessConfig, preprocess_dataset
 
     root = tmp_path_factory.mktemp("train")
     _write_corpus(root / "raw", 6)
@@ -590,7 +590,7 @@ def test_train_interrupted_then_resumed_matches(train_data, tmp_path, signal_num
 
 def test_checkpoint_commit_defers_signals():
     """A signal arriving while an epoch's files are written acts after them (no torn checkpoint)."""
-    from harmonizer_cli.core.training import _signals_deferred
+    from harmonizer_cli.core.research.training import _signals_deferred
 
     events = []
     with pytest.raises(KeyboardInterrupt):

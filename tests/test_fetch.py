@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 
 from fetch_server import FakeServer, git_blob_sha1
 from harmonizer_cli.cli import app
-from harmonizer_cli.core import fetch
-from harmonizer_cli.core.fetch import FetchOptions, fetch_dataset, parse_source, safe_relative_path
+from harmonizer_cli.core.research import fetch
+from harmonizer_cli.core.research.fetch import FetchOptions, fetch_dataset, parse_source, safe_relative_path
 from harmonizer_cli.errors import DataError
 
 OWNER, REPO, FOLDER = "someone", "dataset", "Mix Music"
@@ -301,7 +301,7 @@ def test_full_disk_fails_the_files_and_leaves_no_final_file(server: FakeServer, 
         handle = real_open(path, mode, *args, **kwargs)
         return FullDisk(handle) if str(path).endswith(".part") and "b" in mode and "r" not in mode else handle
 
-    monkeypatch.setattr(fetch, "open", fake_open, raising=False)
+    monkeypatch.setattr(fetch.http, "open", fake_open, raising=False)  # where .part files are written
     summary = fetch_dataset(SOURCE, tmp_path, options=fast(server))
     assert len(summary.failed) == 3
     assert all("No space left on device" in r.message for r in summary.failed)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from harmonizer_cli.cli import app
 from harmonizer_cli.core.features import frames_for
-from harmonizer_cli.core.preprocess import (
+from harmonizer_cli.core.research.preprocess import (
     PreprocessConfig, ProcessedData, preprocess_dataset, split_songs,
 )
 from harmonizer_cli.errors import ConfigError, DataError

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from harmonizer_cli.cli import app
 from harmonizer_cli.core.model import ModelConfig, load_keras_model
 from harmonizer_cli.core.model import load_predictor
-from harmonizer_cli.core.preprocess import PreprocessConfig, preprocess_dataset
-from harmonizer_cli.core.training import TrainConfig, train_model
+from harmonizer_cli.core.research.preprocess import PreprocessConfig, preprocess_dataset
+from harmonizer_cli.core.research.training import TrainConfig, train_model
 from harmonizer_cli.errors import ConfigError, DataError, ModelError, OutputError
 
 SR = 22050

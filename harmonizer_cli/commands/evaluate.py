@@ -153,7 +153,7 @@ def command(
 
 def _evaluate_model(state: AppState, *, model: Optional[Path], data: Path, split: str,
                     plots: Optional[Path], as_json: bool, max_windows: Optional[int]) -> None:
-    from harmonizer_cli.core.evaluation import evaluate_model
+    from harmonizer_cli.core.research.evaluation import evaluate_model
 
     split = {"val": "validation"}.get(split, split)
     with progress_for(state, f"evaluating on the {split} split", batch=True) as update:

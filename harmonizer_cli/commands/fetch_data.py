@@ -12,7 +12,7 @@ import typer
 from harmonizer_cli.console import AppState, log, progress_for
 from harmonizer_cli.errors import BatchError
 
-#: Same value as ``harmonizer_cli.core.fetch.DEFAULT_SOURCE`` (the core is not imported here).
+#: Same value as ``harmonizer_cli.core.research.fetch.DEFAULT_SOURCE`` (the core is not imported here).
 DEFAULT_SOURCE = "github:Gourav052003/Mix-Music-Splitter-Dataset/Mix Music"
 
 _SOURCE_HELP = (
@@ -43,7 +43,7 @@ def command(
 
     Exit codes: 0 every file present, 7 some files failed (the others are kept), 4 the source could not be listed, 130/143 interrupted (run again to resume).
     """  # noqa: E501
-    from harmonizer_cli.core.fetch import FetchOptions, fetch_dataset, parse_size
+    from harmonizer_cli.core.research.fetch import FetchOptions, fetch_dataset, parse_size
 
     state: AppState = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
     options = FetchOptions(

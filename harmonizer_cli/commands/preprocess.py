@@ -33,7 +33,7 @@ def command(
     is ever trained on. Unchanged songs (same size, mtime and settings) are not
     decoded again; undecodable files are reported and skipped.
     """
-    from harmonizer_cli.core.preprocess import PreprocessConfig, preprocess_dataset
+    from harmonizer_cli.core.research.preprocess import PreprocessConfig, preprocess_dataset
 
     state: AppState = ctx.obj or AppState()
     config = PreprocessConfig(representation=representation, hop=hop, seed=seed,

@@ -49,8 +49,8 @@ def command(
     NaN loss stops with exit 5. The output folder is a model for --model options.
     """
     from harmonizer_cli.core.model import ModelConfig
-    from harmonizer_cli.core.preprocess import load_processed
-    from harmonizer_cli.core.training import TrainConfig, train_model
+    from harmonizer_cli.core.research.preprocess import load_processed
+    from harmonizer_cli.core.research.training import TrainConfig, train_model
 
     state: AppState = ctx.obj or AppState()
     processed = load_processed(data)

@@ -292,6 +292,35 @@ def preprocess_dataset(
              if previous.get("feature_hash") == feature_hash}
 
     result = PreprocessResult(manifest={})
+    records, tasks = _plan_songs(files, input_folder, output_folder, known=known,
+                                 feature_hash=feature_hash, config=config, result=result)
+    _process_songs(tasks, records, output_folder, feature_hash=feature_hash, config=config,
+                   result=result, total=len(files), on_progress=on_progress)
+    if not records:
+        raise DataError(f"none of the {len(files)} audio files could be decoded", path=input_folder)
+    songs = sorted(records.values(), key=lambda r: r["id"])
+    totals = _split_and_count(songs, config)
+    manifest = _build_manifest(config, feature_hash=feature_hash, input_folder=input_folder,
+                               output_folder=output_folder, totals=totals, songs=songs,
+                               failed=result.failed)
+    _write_manifest(manifest_path, manifest, shard_folder, songs)
+    result.manifest = manifest
+    return result
+
+
+def _plan_songs(
+    files: list[Path], input_folder: Path, output_folder: Path, *, known: dict, feature_hash: str,
+    config: PreprocessConfig, result: PreprocessResult,
+) -> tuple[dict[str, dict], list[tuple[str, str, str, PreprocessConfig]]]:
+    """A record per song, reusing the unchanged ones (counted in ``result.skipped``).
+
+    Returns
+    -------
+    records : dict
+        relative path -> manifest record (``n_samples``/``n_frames`` set when reused).
+    tasks : list
+        ``_process_song`` arguments of the songs to decode.
+    """
     records: dict[str, dict] = {}
     tasks = []
     for path in files:
@@ -310,19 +339,28 @@ def preprocess_dataset(
         else:
             records[relative] = record
             tasks.append((str(path), relative, str(output_folder / shard), config))
+    return records, tasks
 
-    total, done = len(files), result.skipped
+
+def _song_outcomes(tasks: list, jobs: int) -> Iterator[dict]:
+    """``_process_song`` of each task, in order: here, or in ``jobs`` worker processes."""
+    if jobs == 1 or len(tasks) <= 1:
+        yield from map(_process_song, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        yield from pool.map(_process_song, tasks, chunksize=1)
+
+
+def _process_songs(
+    tasks: list, records: dict[str, dict], output_folder: Path, *, feature_hash: str,
+    config: PreprocessConfig, result: PreprocessResult, total: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Decode the songs of ``tasks``: complete their records, or drop them as failed."""
+    done = result.skipped
     if on_progress:
         on_progress(done, total)
-
-    def outcomes() -> Iterator[dict]:
-        if config.jobs == 1 or len(tasks) <= 1:
-            yield from map(_process_song, tasks)
-            return
-        with ProcessPoolExecutor(max_workers=min(config.jobs, len(tasks))) as pool:
-            yield from pool.map(_process_song, tasks, chunksize=1)
-
-    for outcome in outcomes():
+    for outcome in _song_outcomes(tasks, config.jobs):
         record = records[outcome["relative"]]
         if "error" in outcome:
             result.failed.append({"source": record["source"], "error": outcome["error"]})
@@ -336,9 +374,9 @@ def preprocess_dataset(
         if on_progress:
             on_progress(done, total)
 
-    if not records:
-        raise DataError(f"none of the {len(files)} audio files could be decoded", path=input_folder)
-    songs = sorted(records.values(), key=lambda r: r["id"])
+
+def _split_and_count(songs: list[dict], config: PreprocessConfig) -> dict:
+    """Set each song's duration, windows and split; return the totals per split."""
     for song in songs:
         song["duration_seconds"] = round(song["n_samples"] / config.logmel.sample_rate, 3)
         song["n_windows"] = count_windows(song["n_frames"], n_input=N_INPUT_FRAMES,
@@ -353,7 +391,15 @@ def preprocess_dataset(
             totals[song["split"]]["songs"] += 1
             totals[song["split"]]["windows"] += song["n_windows"]
             totals[song["split"]]["seconds"] += song["duration_seconds"]
-    manifest = {
+    return totals
+
+
+def _build_manifest(
+    config: PreprocessConfig, *, feature_hash: str, input_folder: Path, output_folder: Path,
+    totals: dict, songs: list[dict], failed: list,
+) -> dict:
+    """The ``manifest.json`` document."""
+    return {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
         "representation": config.representation,
@@ -372,8 +418,12 @@ def preprocess_dataset(
         "output": str(output_folder.resolve()),
         "totals": totals,
         "songs": songs,
-        "failed": result.failed,
+        "failed": failed,
     }
+
+
+def _write_manifest(manifest_path: Path, manifest: dict, shard_folder: Path, songs: list[dict]) -> None:
+    """Write ``manifest.json``, then remove the shards and sidecars it does not reference."""
     from harmonizer_cli.core.audio_io import atomic_output
 
     with atomic_output(manifest_path, overwrite=True) as tmp:
@@ -383,8 +433,6 @@ def preprocess_dataset(
     for stale in [*shard_folder.glob("*.npy"), *shard_folder.glob("*.json")]:  # removed or failed songs
         if stale.with_suffix(".npy").name not in referenced:
             stale.unlink(missing_ok=True)
-    result.manifest = manifest
-    return result
 
 
 class ProcessedData:

@@ -43,7 +43,7 @@ from harmonizer_cli.core.model import (
     CONFIG_FILE, ModelConfig, build_model, count_parameters, read_config, save_model_folder,
     set_normalisation,
 )
-from harmonizer_cli.core.preprocess import ProcessedData
+from harmonizer_cli.core.research.preprocess import ProcessedData
 from harmonizer_cli.errors import ConfigError, DataError, ModelError, OutputError
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "STRATEGIES", "plot_history"]
@@ -332,25 +332,75 @@ def train_model(
     config.validate()
     output = Path(output_folder)
     data = ProcessedData(data_folder)
-    if model_config is None:
-        model_config = ModelConfig().with_representation(data.representation)
-    model_config.validate()
-    if model_config.representation != data.representation or model_config.frame_size != data.frame_size:
-        raise ConfigError(f"the data is {data.representation} ({data.frame_size} per frame) but the "
-                          f"model is {model_config.representation} ({model_config.frame_size})")
-    train_index = data.window_index("train")
-    if len(train_index) == 0:
-        raise DataError("no training windows (songs must be at least 30 s long)", path=data.folder)
-    if config.max_train_windows and len(train_index) > config.max_train_windows:
-        keep = np.sort(np.random.default_rng(config.seed).choice(
-            len(train_index), config.max_train_windows, replace=False))
-        train_index = train_index[keep]
-    val_index = data.window_index("validation")
+    model_config = _model_config_for(data, model_config)
+    train_index, val_index = _train_windows(data, config)
     if config.strategy != "multi-worker":  # the only worker is the chief: refuse before loading TensorFlow
         _check_output(output, config)
 
     import keras
 
+    strategy, n_workers, is_chief, write_folder, checkpoint_folder = _start_worker(output, config)
+    keras.utils.set_random_seed(config.seed)
+
+    model, model_config, state = _build_or_resume(
+        keras, strategy, data, output, config=config, model_config=model_config,
+        train_index=train_index, n_workers=n_workers)
+    facts = {"data": str(data.folder.resolve()), "representation": data.representation,
+             "hop": data.hop, "train_windows": int(len(train_index)),
+             "validation_windows": int(len(val_index)), "train": asdict(config)}
+    result = TrainResult(output=output, parameters=count_parameters(model))
+    steps_per_epoch = -(-len(train_index) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    progress = {"done": state["epoch"] * steps_per_epoch, "base": 0, "nan": None}
+    Progress = _progress_callback(keras, progress, steps_per_epoch=steps_per_epoch,
+                                  total_steps=total_steps, on_progress=on_progress)
+
+    trained_windows, trained_seconds = 0, 0.0
+    for epoch in range(state["epoch"], config.epochs):
+        started = time.perf_counter()
+        loss, val_loss, n_windows = _fit_epoch(
+            model, data, epoch, train_index=train_index, val_index=val_index, config=config,
+            n_workers=n_workers, callback=Progress(), progress=progress, output=output)
+        trained_windows += n_windows
+        seconds = time.perf_counter() - started
+        trained_seconds += seconds
+        record = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": round(seconds, 3)}
+        improved = _note_epoch(state, record)
+        _commit_epoch(model, model_config, output, checkpoint_folder, state=state, facts=facts,
+                      epoch_facts={"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
+                                   "parameters": result.parameters},
+                      improved=improved, is_chief=is_chief,
+                      monitor="val_loss" if len(val_index) else "loss")
+        if on_epoch:
+            on_epoch(record)
+        if config.early_stopping and state["wait"] >= config.patience:
+            result.stopped_early = True
+            break
+
+    if not is_chief:
+        shutil.rmtree(write_folder, ignore_errors=True)
+    result.history = state["history"]
+    result.best_epoch = state["best_epoch"]
+    result.best_val_loss = state["best_val_loss"]
+    result.windows_per_second = trained_windows / trained_seconds if trained_seconds else 0.0
+    if is_chief and not (output / CONFIG_FILE).is_file():
+        raise ModelError("no epoch finished; nothing was saved", path=output)
+    return result
+
+
+def _start_worker(output: Path, config: TrainConfig) -> tuple[Any, int, bool, Path, Path]:
+    """This worker's strategy and folders.
+
+    Returns
+    -------
+    strategy : tf.distribute.Strategy
+    n_workers : int
+    is_chief : bool
+        Task 0, the one that writes the output folder.
+    write_folder, checkpoint_folder : Path
+        ``output`` and its checkpoint folder for the chief; a temporary folder for the
+        other workers of a multi-worker run.
+    """
     strategy, task_index, n_workers = _make_strategy(config.strategy)
     is_chief = task_index == 0
     if is_chief:
@@ -360,8 +410,63 @@ def train_model(
         write_folder = Path(tempfile.mkdtemp(prefix=f"harmonizer-worker{task_index}-"))
     checkpoint_folder = write_folder / CHECKPOINT_FOLDER
     checkpoint_folder.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
+    return strategy, n_workers, is_chief, write_folder, checkpoint_folder
 
+
+def _note_epoch(state: dict, record: dict) -> bool:
+    """Add a finished epoch's record to ``state``; True when it is the best so far.
+
+    The monitored loss is the validation loss, or the training loss without one.
+    """
+    state["history"].append(record)
+    monitored = record["val_loss"] if record["val_loss"] is not None else record["loss"]
+    improved = state["best_val_loss"] is None or monitored < state["best_val_loss"]
+    if improved:
+        state["best_val_loss"], state["best_epoch"], state["wait"] = monitored, record["epoch"], 0
+    else:
+        state["wait"] += 1
+    state["epoch"] = record["epoch"]
+    return improved
+
+
+def _model_config_for(data: ProcessedData, model_config: ModelConfig | None) -> ModelConfig:
+    """``model_config`` (default: ``ModelConfig()`` in the data's representation), checked against the data."""
+    if model_config is None:
+        model_config = ModelConfig().with_representation(data.representation)
+    model_config.validate()
+    if model_config.representation != data.representation or model_config.frame_size != data.frame_size:
+        raise ConfigError(f"the data is {data.representation} ({data.frame_size} per frame) but the "
+                          f"model is {model_config.representation} ({model_config.frame_size})")
+    return model_config
+
+
+def _train_windows(data: ProcessedData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training windows (at most ``max_train_windows``, chosen by seed) and the validation ones."""
+    train_index = data.window_index("train")
+    if len(train_index) == 0:
+        raise DataError("no training windows (songs must be at least 30 s long)", path=data.folder)
+    if config.max_train_windows and len(train_index) > config.max_train_windows:
+        keep = np.sort(np.random.default_rng(config.seed).choice(
+            len(train_index), config.max_train_windows, replace=False))
+        train_index = train_index[keep]
+    val_index = data.window_index("validation")
+    return train_index, val_index
+
+
+def _build_or_resume(
+    keras: Any, strategy: Any, data: ProcessedData, output: Path, *, config: TrainConfig,
+    model_config: ModelConfig, train_index: np.ndarray, n_workers: int,
+) -> tuple[Any, ModelConfig, dict]:
+    """The model in ``strategy``'s scope: a new one, or the checkpoint being resumed.
+
+    Returns
+    -------
+    model : keras.Model
+    model_config : ModelConfig
+        The resumed architecture when resuming, else ``model_config``.
+    state : dict
+        ``{"epoch", "history", "best_val_loss", "best_epoch", "wait"}`` so far.
+    """
     state: dict = {"epoch": 0, "history": [], "best_val_loss": None, "best_epoch": 0, "wait": 0}
     with strategy.scope():
         if config.resume:
@@ -390,14 +495,14 @@ def train_model(
             inputs, targets = data.gather("train", train_index[:1])
             model._symbolic_build(data_batch=(inputs, targets, None))
             model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    return model, model_config, state
 
-    facts = {"data": str(data.folder.resolve()), "representation": data.representation,
-             "hop": data.hop, "train_windows": int(len(train_index)),
-             "validation_windows": int(len(val_index)), "train": asdict(config)}
-    result = TrainResult(output=output, parameters=count_parameters(model))
-    steps_per_epoch = -(-len(train_index) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    progress = {"done": state["epoch"] * steps_per_epoch, "base": 0, "nan": None}
+
+def _progress_callback(
+    keras: Any, progress: dict, *, steps_per_epoch: int, total_steps: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> type:
+    """The Keras callback class that feeds ``on_progress`` through ``progress``."""
 
     class Progress(keras.callbacks.Callback):
         """Feeds ``on_progress`` and stops at the first non-finite batch loss."""
@@ -414,70 +519,73 @@ def train_model(
             if on_progress:
                 on_progress(progress["done"], total_steps)
 
-    trained_windows, trained_seconds = 0, 0.0
-    for epoch in range(state["epoch"], config.epochs):
-        started = time.perf_counter()
-        order = train_index[_epoch_order(len(train_index), seed=config.seed, epoch=epoch)]
-        train_ds, n_steps = _dataset(data, "train", order, batch_size=config.batch_size, n_workers=n_workers)
-        fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False,
-                        callbacks=[Progress()])
-        loss = float(fit.history["loss"][-1]) if fit.history.get("loss") else float("nan")
-        if progress["nan"] is not None or not math.isfinite(loss):
-            raise ModelError(f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} "
-                             f"(try a lower --learning-rate than {config.learning_rate})", path=output)
-        trained_windows += len(order)
-        val_loss = None
-        if len(val_index):
-            val_ds, _ = _dataset(data, "validation", val_index, n_workers=n_workers,
-                                 batch_size=config.batch_size if n_workers > 1 else max(config.batch_size, 64))
-            val_loss = float(model.evaluate(val_ds, verbose=0))
-            if not math.isfinite(val_loss):
-                raise ModelError(f"training diverged: the validation loss is {val_loss} in epoch "
-                                 f"{epoch + 1}", path=output)
-        seconds = time.perf_counter() - started
-        trained_seconds += seconds
-        record = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": round(seconds, 3)}
-        state["history"].append(record)
-        monitored = val_loss if val_loss is not None else loss
-        improved = state["best_val_loss"] is None or monitored < state["best_val_loss"]
-        if improved:
-            state["best_val_loss"], state["best_epoch"], state["wait"] = monitored, epoch + 1, 0
-        else:
-            state["wait"] += 1
-        state["epoch"] = epoch + 1
-        # the epoch's files are one commit: a Ctrl-C or SIGTERM arriving while they are
-        # written takes effect after them, so the model folder, last.keras and state.json
-        # always describe the same epoch and --resume continues exactly
-        with _signals_deferred():
-            if improved and is_chief:
-                save_model_folder(model, model_config, output, extra={
-                    **facts, "epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
-                    "parameters": result.parameters})
-            part = checkpoint_folder / "last.keras.part.keras"
-            try:
-                model.save(part)
-                os.replace(part, checkpoint_folder / "last.keras")
-            finally:
-                part.unlink(missing_ok=True)
-            _write_json(checkpoint_folder / "state.json", state)
-            if is_chief:
-                _write_json(output / HISTORY_FILE, {
-                    "history": state["history"], "best_epoch": state["best_epoch"],
-                    "best_val_loss": state["best_val_loss"],
-                    "monitor": "val_loss" if len(val_index) else "loss", **facts})
-                plot_history(state["history"], output / PLOT_FILE)
-        if on_epoch:
-            on_epoch(record)
-        if config.early_stopping and state["wait"] >= config.patience:
-            result.stopped_early = True
-            break
+    return Progress
 
-    if not is_chief:
-        shutil.rmtree(write_folder, ignore_errors=True)
-    result.history = state["history"]
-    result.best_epoch = state["best_epoch"]
-    result.best_val_loss = state["best_val_loss"]
-    result.windows_per_second = trained_windows / trained_seconds if trained_seconds else 0.0
-    if is_chief and not (output / CONFIG_FILE).is_file():
-        raise ModelError("no epoch finished; nothing was saved", path=output)
-    return result
+
+def _fit_epoch(
+    model: Any, data: ProcessedData, epoch: int, *, train_index: np.ndarray, val_index: np.ndarray,
+    config: TrainConfig, n_workers: int, callback: Any, progress: dict, output: Path,
+) -> tuple[float, float | None, int]:
+    """Train one epoch in its window order, then score the validation windows.
+
+    Returns
+    -------
+    loss : float
+    val_loss : float or None
+        None without validation windows.
+    n_windows : int
+        Training windows of the epoch.
+
+    Raises
+    ------
+    ModelError
+        A loss became NaN or infinite.
+    """
+    order = train_index[_epoch_order(len(train_index), seed=config.seed, epoch=epoch)]
+    train_ds, n_steps = _dataset(data, "train", order, batch_size=config.batch_size, n_workers=n_workers)
+    fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False,
+                    callbacks=[callback])
+    loss = float(fit.history["loss"][-1]) if fit.history.get("loss") else float("nan")
+    if progress["nan"] is not None or not math.isfinite(loss):
+        raise ModelError(f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} "
+                         f"(try a lower --learning-rate than {config.learning_rate})", path=output)
+    val_loss = None
+    if len(val_index):
+        val_ds, _ = _dataset(data, "validation", val_index, n_workers=n_workers,
+                             batch_size=config.batch_size if n_workers > 1 else max(config.batch_size, 64))
+        val_loss = float(model.evaluate(val_ds, verbose=0))
+        if not math.isfinite(val_loss):
+            raise ModelError(f"training diverged: the validation loss is {val_loss} in epoch "
+                             f"{epoch + 1}", path=output)
+    return loss, val_loss, len(order)
+
+
+def _commit_epoch(
+    model: Any, model_config: ModelConfig, output: Path, checkpoint_folder: Path, *, state: dict,
+    facts: dict, epoch_facts: dict, improved: bool, is_chief: bool, monitor: str,
+) -> None:
+    """Write an epoch's files: the model folder when improved, the checkpoint, the history.
+
+    ``facts`` describe the run (in ``history.json``), ``epoch_facts`` this epoch (added
+    to them in the model folder's ``config.json``).
+
+    The files are one commit: a Ctrl-C or SIGTERM arriving while they are written
+    takes effect after them, so the model folder, last.keras and state.json always
+    describe the same epoch and --resume continues exactly.
+    """
+    with _signals_deferred():
+        if improved and is_chief:
+            save_model_folder(model, model_config, output, extra={**facts, **epoch_facts})
+        part = checkpoint_folder / "last.keras.part.keras"
+        try:
+            model.save(part)
+            os.replace(part, checkpoint_folder / "last.keras")
+        finally:
+            part.unlink(missing_ok=True)
+        _write_json(checkpoint_folder / "state.json", state)
+        if is_chief:
+            _write_json(output / HISTORY_FILE, {
+                "history": state["history"], "best_epoch": state["best_epoch"],
+                "best_val_loss": state["best_val_loss"],
+                "monitor": monitor, **facts})
+            plot_history(state["history"], output / PLOT_FILE)

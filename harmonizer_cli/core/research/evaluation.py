@@ -273,7 +273,7 @@ def write_plots(
     """
     import json
 
-    from harmonizer_cli.core.training import plot_history
+    from harmonizer_cli.core.research.training import plot_history
 
     plots_dir.mkdir(parents=True, exist_ok=True)
     n_in, n_out = predictor.n_input_frames, predictor.n_output_frames
@@ -338,7 +338,7 @@ def evaluate_model(
     """
     from harmonizer_cli.core.audio_io import load_audio, to_model_view
     from harmonizer_cli.core.model import default_model_path, load_predictor
-    from harmonizer_cli.core.preprocess import ProcessedData
+    from harmonizer_cli.core.research.preprocess import ProcessedData
     from harmonizer_cli.errors import AudioError
 
     predictor = load_predictor(model)
