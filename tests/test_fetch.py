@@ -26,7 +26,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from fetch_server import FakeServer, git_blob_sha1
+from fetch_server import FakeServer
 from harmonizer_cli.cli import app
 from harmonizer_cli.core.research import fetch
 from harmonizer_cli.core.research.fetch import FetchOptions, fetch_dataset, parse_source, safe_relative_path

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
 from harmonizer_cli.core.framing import DEFAULT_FRAME_LENGTH, frame_audio
 from harmonizer_cli.errors import ConfigError
 
@@ -80,7 +81,7 @@ class LogMelSpec:
         Added to the mel power before the natural log.
     """
 
-    sample_rate: int = 22050
+    sample_rate: int = MODEL_SAMPLE_RATE
     frame_length: int = DEFAULT_FRAME_LENGTH
     n_fft: int = 2048
     hop_length: int = 512

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
 from harmonizer_cli.errors import AudioError, ConfigError
 
 __all__ = [
@@ -25,13 +26,13 @@ __all__ = [
 ]
 
 #: One second at the model's 22050 Hz.
-DEFAULT_FRAME_LENGTH = 22050
+DEFAULT_FRAME_LENGTH = MODEL_SAMPLE_RATE
 #: The paper's window: 20 frames in, 10 frames out.
 N_INPUT_FRAMES = 20
 N_OUTPUT_FRAMES = 10
 
 
-def frame_length_for(*, frame_seconds: float = 1.0, sample_rate: int = 22050) -> int:
+def frame_length_for(*, frame_seconds: float = 1.0, sample_rate: int = MODEL_SAMPLE_RATE) -> int:
     """Samples per frame, ``round(frame_seconds * sample_rate)``.
 
     Raises

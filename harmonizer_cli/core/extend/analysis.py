@@ -27,12 +27,13 @@ from typing import Optional
 
 import numpy as np
 
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
 from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 from harmonizer_cli.errors import AudioError
 
 __all__ = ["FrameLevels", "SongAnalysis", "k_weighting_gain", "analyze_song", "MIN_ANALYSIS_SECONDS", "MIN_BEATS"]
 
-ANALYSIS_SAMPLE_RATE = 22050
+ANALYSIS_SAMPLE_RATE = MODEL_SAMPLE_RATE  # the model view: analysis runs on it
 N_FFT = 2048
 HOP = 512
 N_MELS = 64

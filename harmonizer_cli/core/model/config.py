@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
 from harmonizer_cli.core.features import REPRESENTATIONS, LogMelSpec, frame_size_for
 from harmonizer_cli.errors import ConfigError, ModelError
 
@@ -68,7 +69,7 @@ class ModelConfig:
     @classmethod
     def paper(cls) -> "ModelConfig":
         """The reference configuration: waveform frames of 22050 samples, per-step weights."""
-        return cls(representation="waveform", weights="per-step", frame_size=22050)
+        return cls(representation="waveform", weights="per-step", frame_size=MODEL_SAMPLE_RATE)
 
     def validate(self) -> "ModelConfig":
         """Return self, or raise ``ConfigError`` naming the bad value."""

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.core.audio_io import Audio
 from harmonizer_cli.core.quality._common import analysis_view, draw_share_above, p95, ratio
 from harmonizer_cli.core.quality.detection import detect_seams
@@ -116,7 +117,7 @@ def extension_report(
     target_seconds: float | None = None,
     beat_times: Sequence[float] | None = None,
     analysis: OriginalAnalysis | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn = None,
 ) -> dict:
     """Every extension-quality measure of ``extended`` against ``original``, JSON-able.
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.core.features import LogMelSpec, logmel_frames, mel_filterbank
 from harmonizer_cli.core.framing import frame_audio
 from harmonizer_cli.errors import DataError
@@ -133,7 +134,7 @@ def evaluate_songs(
     max_windows: int | None = None,
     waveform_mse_windows: int = 24,
     spec: LogMelSpec = LogMelSpec(),
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn = None,
     n_songs: int | None = None,
 ) -> EvaluationReport:
     """Score the model and the baselines on (20 s in, 10 s out) windows of songs.
@@ -307,7 +308,7 @@ def evaluate_model(
     plots: str | Path | None = None,
     hop_seconds: int = 10,
     max_windows: int | None = 400,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn = None,
 ) -> dict:
     """Evaluate a model folder on a preprocessed split, with the baselines.
 

@@ -32,16 +32,17 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from harmonizer_cli.core._typing import ProgressFn
+from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES
 from harmonizer_cli.core.features import REPRESENTATIONS, LogMelSpec, frame_size_for, frames_for
 from harmonizer_cli.core.framing import N_INPUT_FRAMES, N_OUTPUT_FRAMES, count_windows
 from harmonizer_cli.errors import AudioError, ConfigError, DataError
 
 __all__ = [
-    "AUDIO_SUFFIXES",
     "PreprocessConfig",
     "PreprocessResult",
     "ProcessedData",
@@ -58,7 +59,6 @@ SHARD_FOLDER = "songs"
 SPLITS = ("train", "validation", "test")
 
 #: File name endings read as audio (others in the input folder are ignored).
-AUDIO_SUFFIXES = (".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".m4a", ".aac")
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def preprocess_dataset(
     output_folder: str | os.PathLike,
     *,
     config: PreprocessConfig = PreprocessConfig(),
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn = None,
 ) -> PreprocessResult:
     """Decode every song of ``input_folder`` into frame shards plus ``manifest.json``.
 
@@ -279,7 +279,7 @@ def preprocess_dataset(
     output_folder = Path(output_folder)
     files = find_audio_files(input_folder)
     if not files:
-        raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)})", path=input_folder)
+        raise DataError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})", path=input_folder)
     shard_folder = output_folder / SHARD_FOLDER
     try:
         shard_folder.mkdir(parents=True, exist_ok=True)
@@ -354,7 +354,7 @@ def _song_outcomes(tasks: list, jobs: int) -> Iterator[dict]:
 def _process_songs(
     tasks: list, records: dict[str, dict], output_folder: Path, *, feature_hash: str,
     config: PreprocessConfig, result: PreprocessResult, total: int,
-    on_progress: Callable[[int, int], None] | None,
+    on_progress: ProgressFn,
 ) -> None:
     """Decode the songs of ``tasks``: complete their records, or drop them as failed."""
     done = result.skipped

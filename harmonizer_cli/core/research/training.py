@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.core.model import (
     CONFIG_FILE, ModelConfig, build_model, count_parameters, read_config, save_model_folder,
     set_normalisation,
@@ -296,7 +297,7 @@ def train_model(
     *,
     config: TrainConfig = TrainConfig(),
     model_config: ModelConfig | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train a model on a preprocessed folder and write a loadable model folder.
@@ -500,7 +501,7 @@ def _build_or_resume(
 
 def _progress_callback(
     keras: Any, progress: dict, *, steps_per_epoch: int, total_steps: int,
-    on_progress: Callable[[int, int], None] | None,
+    on_progress: ProgressFn,
 ) -> type:
     """The Keras callback class that feeds ``on_progress`` through ``progress``."""
 

@@ -46,14 +46,13 @@ from harmonizer_cli.core.research.fetch.options import (
     parse_size,
 )
 from harmonizer_cli.core.research.fetch.paths import (
-    AUDIO_SUFFIXES, git_blob_sha1, safe_relative_path, verify_audio,
+    git_blob_sha1, safe_relative_path, verify_audio,
 )
 from harmonizer_cli.core.research.fetch.sources import list_source, parse_source
 
 __all__ = [
     "DEFAULT_SOURCE",
     "DEFAULT_GITHUB_API",
-    "AUDIO_SUFFIXES",
     "FetchOptions",
     "Source",
     "RemoteFile",

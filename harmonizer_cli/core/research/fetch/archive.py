@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.core.research.fetch.http import _Context
 from harmonizer_cli.core.research.fetch.options import (
-    FetchOptions, FileResult, ProgressCallback, RemoteFile, _format_bytes, _PermanentError,
+    FetchOptions, FileResult, RemoteFile, _format_bytes, _PermanentError,
 )
 from harmonizer_cli.core.research.fetch.paths import _inside, _is_audio_name, _sha256, _verify_part, safe_relative_path
 from harmonizer_cli.errors import DataError
@@ -90,7 +91,7 @@ def extract_archive(
     dest: str | os.PathLike,
     *,
     options: FetchOptions | None = None,
-    on_progress: ProgressCallback | None = None,
+    on_progress: ProgressFn = None,
     on_file: Callable[[FileResult], None] | None = None,
 ) -> tuple[list[FileResult], int]:
     """Extract the audio members of a zip or tar archive into ``dest``, safely.

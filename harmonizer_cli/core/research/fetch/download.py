@@ -18,10 +18,11 @@ import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.core.research.fetch.archive import _marker_path, _read_marker, extract_archive
 from harmonizer_cli.core.research.fetch.http import _Context, _download_to_part
 from harmonizer_cli.core.research.fetch.options import (
-    DEFAULT_SOURCE, FetchOptions, FetchSummary, FileResult, ProgressCallback, RemoteFile, Source,
+    DEFAULT_SOURCE, FetchOptions, FetchSummary, FileResult, RemoteFile, Source,
     _format_bytes, _PermanentError, _Stopped,
 )
 from harmonizer_cli.core.research.fetch.paths import _inside, _matches, _part_path, _verify_part, safe_relative_path
@@ -85,7 +86,7 @@ def _run_pool(
     ctx: _Context,
     *,
     done_before: list[FileResult],
-    on_progress: ProgressCallback | None,
+    on_progress: ProgressFn,
     on_file: Callable[[FileResult], None] | None,
 ) -> list[FileResult]:
     """Fetch ``items`` with ``ctx.options.jobs`` daemon threads; the caller's thread waits.
@@ -151,7 +152,7 @@ def _fetch_archive(
     source: Source,
     dest: Path,
     options: FetchOptions,
-    on_progress: ProgressCallback | None,
+    on_progress: ProgressFn,
     on_file: Callable[[FileResult], None] | None,
 ) -> FetchSummary:
     from harmonizer_cli.core.audio_io import atomic_output
@@ -205,7 +206,7 @@ def fetch_dataset(
     dest: str | os.PathLike = "data/raw",
     *,
     options: FetchOptions | None = None,
-    on_progress: ProgressCallback | None = None,
+    on_progress: ProgressFn = None,
     on_file: Callable[[FileResult], None] | None = None,
 ) -> FetchSummary:
     """Fetch the audio files of ``source`` into ``dest``.

@@ -12,7 +12,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from harmonizer_cli import __version__
 from harmonizer_cli.errors import ConfigError
@@ -22,8 +21,6 @@ DEFAULT_SOURCE = "github:Gourav052003/Mix-Music-Splitter-Dataset/Mix Music"
 DEFAULT_GITHUB_API = "https://api.github.com"
 
 _GiB = 1 << 30
-
-ProgressCallback = Callable[[int, int], None]
 
 
 # === Options and records ===

@@ -15,16 +15,13 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES
 from harmonizer_cli.core.research.fetch.options import RemoteFile, _PermanentError
 from harmonizer_cli.errors import AudioError, DataError
 
 if TYPE_CHECKING:
     from harmonizer_cli.core.research.fetch.http import _Context
 
-#: Files taken from listings, folders and archives (others are ignored).
-AUDIO_SUFFIXES = frozenset(
-    {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".m4a"}
-)
 PART_SUFFIX = ".part"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
