@@ -2,9 +2,13 @@
 
 Run by hand (it takes several minutes; it is niced):
 
-    .venv/bin/python benchmarks/extension_quality.py [--songs-dir ../shared/music/songs]
+    .venv/bin/python benchmarks/extension_quality.py [--panel songs|unseen|dev | --songs-dir DIR]
         [--targets 300 45] [--only N] [--out benchmarks/results/extension_quality.json]
         [--no-model] [--seed 0] [--keep DIR]
+
+The panels are fixed (``benchmarks/panels.py``): ``songs`` (the 12 songs the engine was
+tuned on), ``unseen`` (music it is never tuned on: tracks of ../shared/music/train and
+3-13 s clips of the songs; report it beside ``songs``, never tune on it) and ``dev``.
 
 For every song and every target length (seconds) three outputs are measured with
 ``harmonizer_cli.core.quality.extension_report`` against the song:
@@ -16,6 +20,14 @@ splice  the negative control: the song's real beginning, then pieces of 2-8 s fr
         random places, then its real ending (last 12 s), every cut at a random point at
         least a quarter beat away from any beat, with no crossfade. The metrics MUST flag
         it on the seam measures.
+late    the groove control: smooth seams (40 ms crossfades) that jump back 8 beats on
+        librosa's beat grid but land a third of a beat late. Crest, novelty and
+        broadband cannot hear it; the groove measure and the grid check MUST flag it.
+
+Besides the report's measures (clicks anywhere, the groove at every seam, ...), each
+seam is checked against an independent beat tracker (librosa's, on the original):
+where the song is steady around both places, the landing must sit at the same place
+in the beat as the departure, within 50 ms (``grid``: seams off the grid).
 
 Prints a per-song table for each variant and target, the medians, a pass/fail table
 of the issue's targets (per-song targets count songs that pass, "12/12"; the median
@@ -45,8 +57,10 @@ sys.path.insert(0, str(REPO))
 from harmonizer_cli.core import quality  # noqa: E402
 from harmonizer_cli.core.audio_io import Audio, load_audio  # noqa: E402
 
-VARIANTS = ("engine", "loop", "splice", "pml")
-DEFAULT_VARIANTS = ("engine", "loop", "splice")
+VARIANTS = ("engine", "loop", "splice", "late", "pml")
+DEFAULT_VARIANTS = ("engine", "loop", "splice", "late")
+#: A seam is off the independent beat grid beyond this (seconds).
+GRID_TOLERANCE_SECONDS = 0.05
 PML = Path("/tmp/harmonizer-bench/pml-venv/bin/pymusiclooper")
 SEAM_TARGETS = ("seam_crest", "seam_novelty", "seam_broadband")
 ENDING_SECONDS = 12.0
@@ -94,12 +108,12 @@ def run_pml(song: Path, target: float, out_dir: Path) -> Path | None:
     return outputs[-1]
 
 
-def naive_loop(song: Audio, target: float) -> tuple[Audio, list[float]]:
+def naive_loop(song: Audio, target: float) -> tuple[Audio, list[float], list[tuple[float, float]]]:
     n = int(round(target * song.sample_rate))
     reps = int(np.ceil(n / song.n_samples))
     samples = np.tile(song.samples, (reps, 1))[:n]
     seams = [k * song.duration_seconds for k in range(1, reps) if k * song.n_samples < n]
-    return Audio(samples, song.sample_rate), seams
+    return Audio(samples, song.sample_rate), seams, [(song.duration_seconds, 0.0)] * len(seams)
 
 
 def _off_beat(rng: np.random.Generator, lo: float, hi: float, beats: np.ndarray, min_gap: float) -> float:
@@ -111,7 +125,8 @@ def _off_beat(rng: np.random.Generator, lo: float, hi: float, beats: np.ndarray,
     return float(rng.uniform(lo, hi))
 
 
-def bad_splice(song: Audio, target: float, beats: np.ndarray, *, seed: int) -> tuple[Audio, list[float]]:
+def bad_splice(song: Audio, target: float, beats: np.ndarray, *,
+               seed: int) -> tuple[Audio, list[float], list[tuple[float, float]]]:
     """Real beginning, random 2-8 s pieces, real ending; every cut off the beat, no crossfade."""
     rng = np.random.default_rng(seed)
     rate, duration = song.sample_rate, song.duration_seconds
@@ -120,20 +135,87 @@ def bad_splice(song: Audio, target: float, beats: np.ndarray, *, seed: int) -> t
     end_start = _off_beat(rng, duration - ENDING_SECONDS - 1.0, duration - ENDING_SECONDS, beats, gap)
     tail = song.samples[int(end_start * rate):]
     budget = int(round(target * rate)) - tail.shape[0]
-    pieces, seams, total = [], [], 0
+    pieces, seams, total, pairs = [], [], 0, []
     first_end = _off_beat(rng, 3.0, min(8.0, max(3.5, budget / rate - 1.0)), beats, gap)
     pieces.append(song.samples[: int(first_end * rate)])
     total = pieces[0].shape[0]
+    left = first_end
     while total < budget:
         seams.append(total / rate)
         start = _off_beat(rng, 1.0, duration - ENDING_SECONDS - 9.0, beats, gap)
         length = int(_off_beat(rng, start + 2.0, start + 8.0, beats, gap) * rate) - int(start * rate)
         length = min(length, budget - total)
         pieces.append(song.samples[int(start * rate): int(start * rate) + length])
+        pairs.append((left, start))
+        left = start + length / rate
         total += length
     seams.append(total / rate)
+    pairs.append((left, end_start))
     pieces.append(tail)
-    return Audio(np.concatenate(pieces)[: int(round(target * rate))], rate), seams
+    return Audio(np.concatenate(pieces)[: int(round(target * rate))], rate), seams, pairs
+
+
+def late_splice(song: Audio, target: float, beats: np.ndarray) -> tuple[Audio, list[float], list[tuple[float, float]]]:
+    """Smooth seams (40 ms crossfades) that jump back 8 beats but land a third of a beat late."""
+    rate = song.sample_rate
+    if beats.size < 40:
+        return naive_loop(song, target)
+    period = float(np.median(np.diff(beats)))
+    fade = int(0.04 * rate)
+    ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)).astype(np.float32)[:, None]
+    n_target = int(round(target * rate))
+    k = 16
+    out = [song.samples[:int(beats[k] * rate)]]
+    position = out[0].shape[0]
+    seams: list[float] = []
+    pairs: list[tuple[float, float]] = []
+    left = int(beats[k] * rate)  # where the source would have gone on
+    while position < n_target:
+        land = float(beats[k - 8] + period / 3.0)
+        start, stop = int(land * rate), int(beats[k + 8] * rate)
+        piece = song.samples[start:stop].copy()
+        follow = song.samples[left:left + fade]
+        piece[:fade] = piece[:fade] * ramp + follow * (1.0 - ramp)
+        seams.append(position / rate)
+        pairs.append((left / rate, land))
+        out.append(piece)
+        position += piece.shape[0]
+        left = stop
+        k = k + 8 if k + 16 < beats.size - 1 else 16
+    return Audio(np.concatenate(out)[:n_target], rate), seams, pairs
+
+
+def grid_errors(beats: np.ndarray, pairs: list[tuple[float, float]]) -> list[float | None]:
+    """How far each jump (source time left, source time landed on) is off the beat grid (s).
+
+    The place in the beat (librosa's beats of the original, interpolated) of the landing
+    minus that of the departure, times the local beat period, wrapped into half a beat;
+    None where the song is not steady around either place (beat periods within +-4 beats
+    varying by more than 10 %) or outside the tracked beats.
+    """
+    beats = np.asarray(beats, dtype=float)
+    if beats.size < 10:
+        return [None] * len(pairs)
+    periods = np.diff(beats)
+
+    def place(t: float):
+        k = int(np.searchsorted(beats, t, side="right") - 1)
+        if k < 4 or k >= beats.size - 5:
+            return None
+        around = periods[k - 4:k + 4]
+        if np.std(around) > 0.1 * np.mean(around):
+            return None
+        return k + (t - beats[k]) / periods[k], float(np.mean(around))
+
+    errors: list[float | None] = []
+    for left, landed in pairs:
+        a, b = place(left), place(landed)
+        if a is None or b is None:
+            errors.append(None)
+            continue
+        phase = (b[0] - a[0] + 0.5) % 1.0 - 0.5
+        errors.append(float(abs(phase) * 0.5 * (a[1] + b[1])))
+    return errors
 
 
 def check_detection(song: Audio, extended: Audio, seams: list[float], *, tolerance: float = 0.001) -> dict:
@@ -155,6 +237,11 @@ COLUMNS = [
     ("bband", lambda r: r["seams"]["broadband"]["ratio"], "{:.2f}"),
     ("min p", lambda r: min([r["seams"][k]["p_value"] for k in ("crest", "novelty", "broadband")
                              if r["seams"][k]["p_value"] is not None], default=None), "{:.3f}"),
+    ("oob+dB", lambda r: (r.get("clicks") or {}).get("out_of_band") and r["clicks"]["out_of_band"]["excess_db"],
+     "{:+.1f}"),
+    ("crestX", lambda r: r.get("clicks") and r["clicks"]["crest"]["ratio"], "{:.2f}"),
+    ("stumble", lambda r: r.get("groove") and (f"{r['groove']['stumbling']}/{r['groove']['measured']}"), "{}"),
+    ("grid", lambda r: r.get("grid") and f"{r['grid']['off']}/{r['grid']['checked']}", "{}"),
     ("dip+dB", lambda r: r["dips"]["excess_db"], "{:+.1f}"),
     ("rep(a)", lambda r: r["repetition"]["past_original"], "{:.2f}"),
     ("rep(b)", lambda r: r["repetition"]["repeating"], "{:.2f}"),
@@ -172,6 +259,8 @@ def _cell(value, spec: str) -> str:
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
         return "same" if value else "DIFF"
+    if isinstance(value, str):
+        return value
     return spec.format(value)
 
 
@@ -186,7 +275,7 @@ def print_song_table(title: str, rows: list[tuple[str, dict, dict]]) -> None:
     medians = []
     for _, get, spec in COLUMNS:
         values = [get(r) for _, r, _ in rows]
-        values = [float(v) for v in values if v is not None and not isinstance(v, (bool, np.bool_))]
+        values = [float(v) for v in values if v is not None and not isinstance(v, (bool, np.bool_, str))]
         medians.append(_cell(statistics.median(values), spec) if values else "n/a")
     print(f"{'MEDIAN':<22}" + "".join(f"{m:>9}" for m in medians))
 
@@ -202,6 +291,14 @@ def aggregate_targets(rows: list[tuple[str, dict, dict]], *, full: bool) -> dict
             out[name] = (None, "n/a")
             continue
         out[name] = (all(known), f"{sum(known)}/{len(known)}")
+    if rows:
+        total = lambda key, field: sum(r[key][field] for _, r, _ in rows if r.get(key))  # noqa: E731
+        out["groove"] = (total("groove", "stumbling") == 0,
+                         f"{total('groove', 'stumbling')} of {total('groove', 'measured')} seams stumble")
+        out["grid"] = (total("grid", "off") == 0, f"{total('grid', 'off')} of {total('grid', 'checked')} off the grid")
+        clicks = sum((r["clicks"]["crest"]["clicks"] + ((r["clicks"]["out_of_band"] or {}).get("clicks") or 0))
+                     for _, r, _ in rows if r.get("clicks"))
+        out["clicks"] = (clicks == 0, f"{clicks} places in {len(rows)} outputs")
     if full and rows:
         past = [r["repetition"]["past_original"] for _, r, _ in rows if r["repetition"]["past_original"] is not None]
         if past:
@@ -222,7 +319,9 @@ def aggregate_targets(rows: list[tuple[str, dict, dict]], *, full: bool) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--songs-dir", type=Path, default=REPO.parent / "shared" / "music" / "songs")
+    parser.add_argument("--panel", choices=("songs", "unseen", "dev"), default="songs",
+                        help="The fixed panel (benchmarks/panels.py); --songs-dir overrides it.")
+    parser.add_argument("--songs-dir", type=Path, default=None, help="A folder of songs instead of a panel.")
     parser.add_argument("--targets", type=float, nargs="+", default=[300.0, 45.0])
     parser.add_argument("--only", type=int, default=None, help="Only the first N songs.")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extension_quality.json")
@@ -238,15 +337,21 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
 
-    songs = sorted(p for p in args.songs_dir.glob("*") if p.suffix.lower() in {".mp3", ".ogg", ".wav", ".flac"})
+    work = Path(tempfile.mkdtemp(prefix="harmonizer-quality-"))
+    if args.songs_dir is not None:
+        songs = sorted(p for p in args.songs_dir.glob("*") if p.suffix.lower() in {".mp3", ".ogg", ".wav", ".flac"})
+    else:
+        from panels import materialize
+
+        songs = materialize(args.panel, work / "panel")
     if args.only:
         songs = songs[: args.only]
     if not songs:
-        print(f"error: no songs in {args.songs_dir}", file=sys.stderr)
+        print(f"error: no songs in {args.songs_dir or args.panel}", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="harmonizer-quality-"))
     engine_records: dict = {}
     engine_wall: dict = {}
+    failed: dict = {target: [] for target in args.targets}
     try:
         if "engine" in args.variants:
             for target in args.targets:
@@ -266,12 +371,17 @@ def main(argv: list[str] | None = None) -> int:
             for target in args.targets:
                 full = target > song.duration_seconds + 1.0
                 for variant in args.variants:
+                    pairs = None
                     if variant == "engine":
                         record = engine_records[target].get(str(song_path.resolve()))
                         if record is None:
                             print(f"warning: no engine output for {song_path.name}", file=sys.stderr)
+                            failed[target].append(song_path.stem)
                             continue
                         extended, seams = load_audio(record["output"]), record["seams"]
+                        segments = record["segments"]
+                        pairs = [(segments[k]["source_end"], segments[k + 1]["source_start"])
+                                 for k in range(len(segments) - 1) if segments[k + 1]["source_start"] is not None]
                     elif variant == "pml":
                         if not full:
                             continue
@@ -280,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         extended, seams = load_audio(made), None  # seams found blindly
                     elif variant == "loop":
-                        extended, seams = naive_loop(song, target)
+                        extended, seams, pairs = naive_loop(song, target)
+                    elif variant == "late":
+                        extended, seams, pairs = late_splice(song, target, analysis.beat_times)
                     else:
-                        extended, seams = bad_splice(song, target, analysis.beat_times, seed=args.seed + index)
+                        extended, seams, pairs = bad_splice(song, target, analysis.beat_times,
+                                                            seed=args.seed + index)
                     report = quality.extension_report(song, extended, seams=seams, target_seconds=target,
                                                       analysis=analysis)
                     if variant == "engine":
@@ -290,7 +403,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    ("engine", "model", "fallback", "stretch", "timings")}
                     if variant == "splice" and full:
                         report["blind_detection"] = check_detection(song, extended, seams)
+                    errors = [] if pairs is None else grid_errors(analysis.beat_times, pairs)
+                    off = [e for e in errors if e is not None and e > GRID_TOLERANCE_SECONDS]
+                    report["grid"] = {"checked": sum(e is not None for e in errors), "off": len(off),
+                                      "errors_seconds": errors}
                     checks = quality.targets_met(report, full=full)
+                    checks["grid"] = None if pairs is None or not report["grid"]["checked"] else not off
                     results[(variant, target)].append((song_path.stem, report, checks))
             print(f"[{index + 1}/{len(songs)}] {song_path.name} measured in {time.perf_counter() - started:.0f} s",
                   file=sys.stderr, flush=True)
@@ -334,6 +452,17 @@ def main(argv: list[str] | None = None) -> int:
             true, hits, false = (sum(c[k] for c in checks) for k in ("true", "hits", "false"))
             print(f"blind seam detection on {variant}@{target:g}: {hits}/{true} seams found within 1 ms, "
                   f"{false} false")
+    for target in args.targets:
+        late = summary.get(("late", target))
+        if late:
+            caught = [n for n in ("groove", "grid") if late.get(n, (None,))[0] is False]
+            print(f"groove control (late) at {target:g} s: {late.get('groove', (None, 'n/a'))[1]}; "
+                  f"{late.get('grid', (None, 'n/a'))[1]} -> "
+                  f"{'FLAGGED by ' + ' and '.join(caught) if caught else 'NOT FLAGGED'}")
+    for target in args.targets:
+        if "engine" in args.variants:
+            print(f"engine failures at {target:g} s: {len(failed[target])} of {len(songs)}"
+                  + (f" ({', '.join(failed[target])})" if failed[target] else ""))
     for target, wall in engine_wall.items():
         print(f"engine wall time for {len(songs)} songs to {target:g} s: {wall:.1f} s (one process, --jobs 1)")
 
@@ -347,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {f"{v}@{t:g}": {n: {"passed": p, "detail": d} for n, (p, d) in s.items()}
                     for (v, t), s in summary.items()},
         "negative_control": {f"{t:g}": v for t, v in verdicts.items()},
+        "engine_failures": {f"{t:g}": v for t, v in failed.items()},
     }
     args.out.write_text(json.dumps(payload, indent=1, default=float))
     print(f"\nresults: {args.out}")

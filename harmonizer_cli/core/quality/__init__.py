@@ -43,6 +43,17 @@ seams
     works for outputs assembled from the original's own samples (loopers, beat-graph
     extenders; ``matched_share`` near 1); for a resynthesis (``matched_share`` low) the
     detected seams mean little.
+clicks
+    Over the WHOLE output, not only at seams (``clicks``): energy above a lossy
+    source's codec cut-off in 5 ms windows over its running median (dB), and the
+    sample-step crest of 10 ms windows; the output's worst against the original's
+    worst (targets: out-of-band <= 1 dB over it, crest ratio <= 1.05), with the
+    times of the places beyond.
+groove
+    Whether the song's pulse carries on across each seam (``groove``): the phase of
+    the pulse (from the original's onset envelope, no beat tracker) in the 3 s before
+    and after, against the same jump at random points of the original (target: no
+    seam stumbles).
 dips
     The deepest drop of the 1 s level (dB, 0.25 s hop) below its running median over
     +-10 s, away from the first and last 5 s, for output and original (target: output
@@ -73,9 +84,11 @@ mood
 
 from __future__ import annotations
 
+from harmonizer_cli.core.quality.clicks import CLICK_TARGETS, click_report
 from harmonizer_cli.core.quality.detection import SeamDetection, detect_seams
 from harmonizer_cli.core.quality.dips import level_dip_db
 from harmonizer_cli.core.quality.ending import ending_match, trailing_silence_seconds
+from harmonizer_cli.core.quality.groove import Pulse, find_pulse, groove_report, onset_envelope, phase_jumps
 from harmonizer_cli.core.quality.mood import estimate_key, librosa_beats, mood_descriptors
 from harmonizer_cli.core.quality.repetition import (
     MIN_REPEATING_FRACTION, REPEATING_REFERENCE, REPETITION_FRAME_SECONDS, repetition_features,
@@ -87,7 +100,8 @@ from harmonizer_cli.core.quality.report import (
 from harmonizer_cli.core.quality.seams import estimate_codec_cutoff, seam_broadband, seam_crest, seam_novelty
 
 __all__ = [
-    "TARGETS", "OriginalAnalysis", "SeamDetection", "estimate_codec_cutoff", "seam_crest", "seam_novelty",
+    "TARGETS", "CLICK_TARGETS", "click_report", "Pulse", "find_pulse", "groove_report", "onset_envelope",
+    "phase_jumps", "OriginalAnalysis", "SeamDetection", "estimate_codec_cutoff", "seam_crest", "seam_novelty",
     "seam_broadband", "detect_seams", "level_dip_db", "repetition_features", "repetition_shares", "ending_match",
     "trailing_silence_seconds", "estimate_key", "librosa_beats", "mood_descriptors", "analyse_original",
     "extension_report", "targets_met", "summary_rows", "REPETITION_FRAME_SECONDS", "MIN_REPEATING_FRACTION",

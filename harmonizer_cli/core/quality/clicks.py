@@ -13,8 +13,8 @@ unless something new was made.
   so that the codec's own near-silence does not read as a burst.
 Both are measured on the samples clipped to full scale, as a PCM file holds them.
 
-* ``crest``: the largest sample step within 10 ms windows (every 5 ms) over the window's
-  RMS (floored at -80 dBFS), the largest over channels.
+* ``crest``: each sample step over the RMS of the 10 ms around it (floored at
+  -80 dBFS), the largest over channels, every 5 ms.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from harmonizer_cli.core.quality._common import samples_2d
 
-__all__ = ["out_of_band_levels", "step_crests", "click_report", "CLICK_TARGETS"]
+__all__ = ["out_of_band_levels", "step_crests", "click_reference", "click_report", "CLICK_TARGETS"]
 
 #: An output clicks where it exceeds the original's worst moment by these.
 CLICK_TARGETS = {"out_of_band_excess_db": 1.0, "crest_ratio": 1.05}
@@ -65,43 +65,63 @@ def out_of_band_levels(samples: np.ndarray, *, sample_rate: int, cutoff_hz: floa
 
 
 def step_crests(samples: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Sample-step crest of every 10 ms window (every 5 ms), the largest over channels.
+    """The largest sample-step crest in every 5 ms, the largest over channels.
+
+    Each sample step ``|x[n+1] - x[n]|`` is divided by the RMS of the 10 ms centred on
+    it (floored at -80 dBFS), so the value does not depend on where a window falls
+    (a copied transient reads the same in the output as in the original).
 
     Returns ``(crests, hop_seconds)``.
     """
     samples = samples_2d(samples)
     hop = max(2, int(round(0.005 * sample_rate)))
-    n_chunks = (samples.shape[0] - 1) // hop
-    if n_chunks < 2:
+    half = hop
+    n = samples.shape[0] - 1
+    n_chunks = n // hop
+    if n_chunks < 1:
         return np.zeros(0), hop / float(sample_rate)
-    crests = []
-    block_chunks = 1 << 14
-    for first in range(0, n_chunks - 1, block_chunks):
-        last = min(n_chunks, first + block_chunks + 1)
-        block = samples[first * hop:last * hop + 1].astype(np.float64)
-        steps = np.abs(np.diff(block, axis=0)).reshape(last - first, hop, -1).max(axis=1)
-        power = (block[:-1] ** 2).reshape(last - first, hop, -1).sum(axis=1)
-        step_max = np.maximum(steps[:-1], steps[1:])          # windows of two chunks
-        rms = np.sqrt((power[:-1] + power[1:]) / (2 * hop)) + 1e-4
-        crests.append(np.max(step_max / rms, axis=1))
-    return np.concatenate(crests), hop / float(sample_rate)
+    out = np.empty(n_chunks)
+    block_chunks = 1 << 13
+    for first in range(0, n_chunks, block_chunks):
+        last = min(n_chunks, first + block_chunks)
+        lo, hi = first * hop, last * hop
+        a, b = max(0, lo - half), min(samples.shape[0], hi + half + 1)
+        block = samples[a:b].astype(np.float64)
+        cum = np.concatenate([np.zeros((1, block.shape[1])), np.cumsum(block ** 2, axis=0)])
+        centre = np.arange(lo, hi) - a
+        left, right = np.maximum(centre - half, 0), np.minimum(centre + half + 1, block.shape[0])
+        rms = np.sqrt((cum[right] - cum[left]) / (right - left)[:, None]) + 1e-4
+        steps = np.abs(block[centre + 1] - block[centre])
+        crest = np.max(steps / rms, axis=1)
+        out[first:last] = crest.reshape(last - first, hop).max(axis=1)
+    return out, hop / float(sample_rate)
 
 
-def _worst_times(values: np.ndarray, hop: float, limit: float, *, most: int = 10) -> list[float]:
-    """Times (s) of the worst windows above ``limit``, at most ``most``, 0.1 s apart."""
+def _clicks(values: np.ndarray, hop: float, limit: float, *, most: int = 10) -> tuple[int, list[float]]:
+    """Windows above ``limit``, grouped where less than 0.1 s apart: how many groups, and
+    the times (s) of the worst window of at most ``most`` of them, the worst first."""
     over = np.flatnonzero(values > limit)
-    order = over[np.argsort(values[over])[::-1]]
-    times: list[float] = []
-    for index in order:
-        t = float(index * hop)
-        if all(abs(t - other) > 0.1 for other in times):
-            times.append(round(t, 3))
-        if len(times) >= most:
-            break
-    return times
+    if over.size == 0:
+        return 0, []
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(over) * hop > 0.1) + 1])
+    groups = np.split(over, starts[1:])
+    worst = sorted((float(values[g].max()), float(g[np.argmax(values[g])] * hop)) for g in groups)[::-1]
+    return len(groups), [round(t, 3) for _, t in worst[:most]]
 
 
-def click_report(original: np.ndarray, extended: np.ndarray, *, sample_rate: int, cutoff_hz: float | None) -> dict:
+def click_reference(original: np.ndarray, *, sample_rate: int, cutoff_hz: float | None) -> dict:
+    """The original's own worst moments: ``{"out_of_band_db", "crest", "floor_power"}``
+    (``out_of_band_db`` None without a band above the cut-off)."""
+    original = np.clip(samples_2d(original), -1.0, 1.0)
+    floor = 1e-6 * float(np.mean(original.astype(np.float64) ** 2)) + 1e-20
+    levels = out_of_band_levels(original, sample_rate=sample_rate, cutoff_hz=cutoff_hz, floor_power=floor)
+    crests, _ = step_crests(original, sample_rate=sample_rate)
+    return {"out_of_band_db": None if levels is None else (float(np.max(levels[0])) if levels[0].size else 0.0),
+            "crest": float(np.max(crests)) if crests.size else 0.0, "floor_power": floor}
+
+
+def click_report(original: np.ndarray, extended: np.ndarray, *, sample_rate: int, cutoff_hz: float | None,
+                 reference: dict | None = None) -> dict:
     """Clicks over the whole output against the original's own worst moments.
 
     Parameters
@@ -111,35 +131,35 @@ def click_report(original: np.ndarray, extended: np.ndarray, *, sample_rate: int
     sample_rate : int
     cutoff_hz : float or None
         The original's codec cut-off (``seams.estimate_codec_cutoff``).
+    reference : dict, optional
+        ``click_reference`` of the original, if already measured.
 
     Returns
     -------
     dict
         ``out_of_band``: ``{"original_max_db", "output_max_db", "excess_db", "clicks",
         "times"}`` or None (no band above the cut-off); ``crest``: ``{"original_max",
-        "output_max", "ratio", "clicks", "times"}``. ``clicks`` counts output windows
-        (grouped 0.1 s apart in ``times``, the worst first) beyond the targets.
+        "output_max", "ratio", "clicks", "times"}``. ``clicks`` counts the places (windows
+        less than 0.1 s apart grouped) beyond the targets; ``times`` gives the worst ten.
     """
     # both as a PCM file holds them: a decoded loud master overshoots full scale, and
     # clipping it (as every 16/24-bit writer does) is broadband in the original too
-    original = np.clip(samples_2d(original), -1.0, 1.0)
+    if reference is None:
+        reference = click_reference(original, sample_rate=sample_rate, cutoff_hz=cutoff_hz)
     extended = np.clip(samples_2d(extended), -1.0, 1.0)
-    floor = 1e-6 * float(np.mean(original.astype(np.float64) ** 2)) + 1e-20
     report: dict = {"out_of_band": None}
-    levels_o = out_of_band_levels(original, sample_rate=sample_rate, cutoff_hz=cutoff_hz, floor_power=floor)
-    if levels_o is not None:
-        levels_e, hop = out_of_band_levels(extended, sample_rate=sample_rate, cutoff_hz=cutoff_hz, floor_power=floor)
-        own = float(np.max(levels_o[0])) if levels_o[0].size else 0.0
+    if reference["out_of_band_db"] is not None:
+        levels_e, hop = out_of_band_levels(extended, sample_rate=sample_rate, cutoff_hz=cutoff_hz,
+                                           floor_power=reference["floor_power"])
+        own = reference["out_of_band_db"]
         worst = float(np.max(levels_e)) if levels_e.size else 0.0
-        limit = own + CLICK_TARGETS["out_of_band_excess_db"]
-        times = _worst_times(levels_e, hop, limit)
+        count, times = _clicks(levels_e, hop, own + CLICK_TARGETS["out_of_band_excess_db"])
         report["out_of_band"] = {"original_max_db": own, "output_max_db": worst, "excess_db": worst - own,
-                                 "clicks": len(times), "times": times}
-    crest_o, _ = step_crests(original, sample_rate=sample_rate)
+                                 "clicks": count, "times": times}
     crest_e, hop = step_crests(extended, sample_rate=sample_rate)
-    own = float(np.max(crest_o)) if crest_o.size else 0.0
+    own = reference["crest"]
     worst = float(np.max(crest_e)) if crest_e.size else 0.0
-    times = _worst_times(crest_e, hop, CLICK_TARGETS["crest_ratio"] * own)
+    count, times = _clicks(crest_e, hop, CLICK_TARGETS["crest_ratio"] * own)
     report["crest"] = {"original_max": own, "output_max": worst, "ratio": worst / max(own, 1e-12),
-                       "clicks": len(times), "times": times}
+                       "clicks": count, "times": times}
     return report

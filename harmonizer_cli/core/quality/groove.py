@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmonizer_cli.core.features import mel_weights
+from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 
 __all__ = ["Pulse", "onset_envelope", "find_pulse", "phase_jumps", "groove_report", "GROOVE_WINDOW_SECONDS"]
 
@@ -34,6 +34,10 @@ MIN_PERIOD_SECONDS = 0.25
 MAX_PERIOD_SECONDS = 1.5
 #: A window whose folding is less coherent than this has no measurable phase.
 MIN_CLARITY = 0.12
+#: Bins of the onset profile over twice the pulse (the swap test).
+SWAP_BINS = 16
+#: The swap test is used where it sees this share of slips by one pulse in the song itself.
+SWAP_SENSITIVITY = 0.8
 #: Random points of the original that give its own jitter.
 NULL_POINTS = 400
 #: A seam stumbles when its phase jump exceeds the song's jitter by this factor, and
@@ -45,9 +49,12 @@ _MEL: dict = {}
 
 
 def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Onset strength: half-wave rectified log-mel spectral flux, its slow trend removed.
+    """Onset strength in three bands: half-wave rectified log-mel flux, slow trend removed.
 
-    About 46 ms frames every 11.6 ms at any sample rate (40 mel bands up to 11 kHz).
+    About 46 ms frames every 11.6 ms at any sample rate; 40 mel bands from 30 Hz to
+    11 kHz, averaged in three groups (below 250 Hz: kick and bass; 250 Hz-2.5 kHz:
+    snare, chords, voice; above: hats and the attack of everything), so that a groove
+    keeps its shape (kick on one, snare on two) and not only its onsets.
 
     Parameters
     ----------
@@ -56,7 +63,7 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
 
     Returns
     -------
-    envelope : np.ndarray [shape=(n_frames,)]
+    envelope : np.ndarray [shape=(n_frames, 3)]
         Non-negative; frame ``k`` is centred at ``k * hop`` samples.
     frame_rate : float
         Frames per second.
@@ -65,36 +72,47 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
     hop = n_fft // 4
     key = (sample_rate, n_fft)
     if key not in _MEL:
-        _MEL[key] = mel_weights(sample_rate=sample_rate, n_fft=n_fft, n_mels=40, fmin=30.0,
-                                fmax=min(11025.0, sample_rate / 2.0))
+        fmax = min(11025.0, sample_rate / 2.0)
+        weights = mel_weights(sample_rate=sample_rate, n_fft=n_fft, n_mels=40, fmin=30.0, fmax=fmax)
+        centres = np.linspace(hz_to_mel(30.0), hz_to_mel(fmax), 42)[1:-1]
+        groups = np.digitize(mel_to_hz(centres), [250.0, 2500.0])
+        _MEL[key] = (weights, groups)
+    weights, groups = _MEL[key]
     mono = np.asarray(mono, dtype=np.float32)
     padded = np.pad(mono, (n_fft // 2, n_fft // 2))
     n_frames = max(0, 1 + (padded.size - n_fft) // hop)
     frame_rate = sample_rate / float(hop)
     if n_frames < 3:
-        return np.zeros(max(n_frames, 0)), frame_rate
+        return np.zeros((max(n_frames, 0), 3)), frame_rate
     windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     hann = np.hanning(n_fft).astype(np.float32)
     log_mel = np.empty((n_frames, 40), dtype=np.float32)
     for start in range(0, n_frames, 2048):
         spectrum = np.fft.rfft(windows[start:start + 2048] * hann, axis=1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-        log_mel[start:start + 2048] = np.log10(power @ _MEL[key].T + 1e-10)
+        log_mel[start:start + 2048] = np.log10(power @ weights.T + 1e-10)
     log_mel = np.maximum(log_mel, log_mel.max() - 8.0)  # 80 dB range
-    flux = np.concatenate([[0.0], np.maximum(0.0, np.diff(log_mel, axis=0)).mean(axis=1)])
+    rise = np.maximum(0.0, np.diff(log_mel, axis=0))
+    flux = np.zeros((n_frames, 3))
+    for group in range(3):
+        flux[1:, group] = rise[:, groups == group].mean(axis=1)
     width = max(3, int(round(0.5 * frame_rate)) | 1)
-    trend = np.convolve(flux, np.ones(width) / width, mode="same")
+    kernel = np.ones(width) / width
+    trend = np.stack([np.convolve(flux[:, g], kernel, mode="same") for g in range(3)], axis=1)
     return np.maximum(0.0, flux - trend), frame_rate
 
 
-def _fold(envelope: np.ndarray, frame_rate: float, period: float, lo: np.ndarray, hi: np.ndarray):
+def _fold(envelope: np.ndarray, frame_rate: float, period: float, lo: np.ndarray, hi: np.ndarray, *,
+          source: int = 0):
     """The envelope's Fourier component at ``period`` over frames [lo, hi) of each window.
 
-    Returns the complex sums and the envelope's sums (clarity = |z| / sum)."""
+    ``source``: read the frames ``source`` later than their phase (calibration of a
+    slip). Returns the complex sums and the envelope's sums (clarity = |z| / sum)."""
     k = np.arange(envelope.size)
-    phasor = envelope * np.exp(-2j * np.pi * k / (period * frame_rate))
+    phasor = envelope * np.exp(-2j * np.pi * (k - source) / (period * frame_rate))
     cum_z = np.concatenate([[0.0], np.cumsum(phasor)])
     cum_e = np.concatenate([[0.0], np.cumsum(envelope)])
+    lo, hi = np.clip(lo + source, 0, envelope.size), np.clip(hi + source, 0, envelope.size)
     return cum_z[hi] - cum_z[lo], cum_e[hi] - cum_e[lo]
 
 
@@ -107,14 +125,19 @@ class Pulse:
     periods : tuple of float
         Seconds: the pulse and twice it.
     jitter : tuple of float
-        The 95th percentile of the phase jump (seconds) across random points of the
-        original at each level (inf where the song has no clear phase at that level).
+        The song's own phase jump (seconds) across random points of the original: the
+        95th percentile at the pulse; at twice the pulse 0 where the swap test can
+        tell, inf where it cannot (or where the song has no clear phase at a level).
+    swap_threshold : float
+        Swap score above which the halves of twice the pulse count as swapped (the
+        98th percentile of the song's own; inf where the test cannot tell).
     clarity : tuple of float
         Median folding coherence of the original's windows at each level.
     """
 
     periods: tuple
     jitter: tuple
+    swap_threshold: float
     clarity: tuple
 
     @property
@@ -132,28 +155,87 @@ def _windows(points: np.ndarray, frame_rate: float, n_frames: int):
     return before, after
 
 
-def phase_jumps(envelope: np.ndarray, frame_rate: float, points: np.ndarray, periods) -> np.ndarray:
-    """Signed phase jump (seconds) of each pulse level across each point [shape=(n_points, n_levels)].
+def _profiles(envelope: np.ndarray, frame_rate: float, period: float, lo: np.ndarray, hi: np.ndarray, *,
+              late: int = 0) -> np.ndarray:
+    """Frames [lo, hi) of each window folded onto ``period`` (absolute phase) in ``SWAP_BINS``
+    bins, per band, each row zero-mean [shape=(n_windows, n_bands, SWAP_BINS)].
 
-    The phase of the 3 s after the point minus that of the 3 s before, wrapped into
-    half a period either way; NaN where either side has no clear phase (folding
-    coherence below ``MIN_CLARITY``, or less than half a window of signal).
+    ``late``: the frames are heard that many frames earlier than they are (their phase
+    is that of frame ``k - late``), as after a seam that lands late."""
+    out = np.zeros((lo.size, envelope.shape[1], SWAP_BINS))
+    for i, (start, stop) in enumerate(zip(lo, hi)):
+        if stop - start < SWAP_BINS:
+            continue
+        k = np.arange(start, stop)
+        bins = np.floor(((k - late) / (period * frame_rate)) % 1.0 * SWAP_BINS).astype(np.int64) % SWAP_BINS
+        counts = np.maximum(np.bincount(bins, minlength=SWAP_BINS), 1)
+        for band in range(envelope.shape[1]):
+            out[i, band] = np.bincount(bins, weights=envelope[start:stop, band], minlength=SWAP_BINS) / counts
+    return out - out.mean(axis=2, keepdims=True)
+
+
+def _measure(envelope: np.ndarray, frame_rate: float, points: np.ndarray, periods, *, slip_seconds: float = 0.0):
+    """The pulse-level jump (seconds) and the swap score at twice the pulse, per point.
+
+    ``slip_seconds`` (calibration only): measure as if the music after each point came
+    that much late. Returns ``(jump, swap)``, NaN where not measurable.
     """
     points = np.asarray(points, dtype=float).reshape(-1)
-    out = np.full((points.size, len(periods)), np.nan)
-    if envelope.size < 4 or points.size == 0:
-        return out
-    (b_lo, b_hi), (a_lo, a_hi) = _windows(points, frame_rate, envelope.size)
+    jump, swap = np.full(points.size, np.nan), np.full(points.size, np.nan)
+    if envelope.ndim == 1:
+        envelope = envelope[:, None]
+    if envelope.shape[0] < 4 or points.size == 0:
+        return jump, swap
+    (b_lo, b_hi), (a_lo, a_hi) = _windows(points, frame_rate, envelope.shape[0])
+    slip = int(round(slip_seconds * frame_rate))
+    if slip:
+        a_lo, a_hi = np.clip(a_lo + slip, 0, envelope.shape[0]), np.clip(a_hi + slip, 0, envelope.shape[0])
     enough = np.minimum(b_hi - b_lo, a_hi - a_lo) >= 0.5 * GROOVE_WINDOW_SECONDS * frame_rate
-    for level, period in enumerate(periods):
-        z_b, e_b = _fold(envelope, frame_rate, period, b_lo, b_hi)
-        z_a, e_a = _fold(envelope, frame_rate, period, a_lo, a_hi)
-        clear = enough & (np.abs(z_b) >= MIN_CLARITY * np.maximum(e_b, 1e-12)) & \
-            (np.abs(z_a) >= MIN_CLARITY * np.maximum(e_a, 1e-12))
-        # the phase of exp(-2 pi i t / P) folds; a later onset gives a more negative angle
-        jump = -np.angle(z_a * np.conj(z_b)) / (2.0 * np.pi) * period
-        out[:, level] = np.where(clear, jump, np.nan)
-    return out
+    pulse = periods[0]
+    cross = np.zeros(points.size, dtype=complex)
+    strength_b, strength_a, total_b, total_a = (np.zeros(points.size) for _ in range(4))
+    for band in range(envelope.shape[1]):
+        z_b, e_b = _fold(envelope[:, band], frame_rate, pulse, b_lo, b_hi)
+        z_a, e_a = _fold(envelope[:, band], frame_rate, pulse, a_lo - slip, a_hi - slip, source=slip)
+        cross += z_a * np.conj(z_b)
+        strength_b += np.abs(z_b)
+        strength_a += np.abs(z_a)
+        total_b += e_b
+        total_a += e_a
+    clear = enough & (strength_b >= MIN_CLARITY * np.maximum(total_b, 1e-12)) & \
+        (strength_a >= MIN_CLARITY * np.maximum(total_a, 1e-12))
+    # exp(-2 pi i t / P) folds: a later onset pattern gives a more negative angle
+    jump = np.where(clear, -np.angle(cross) / (2.0 * np.pi) * pulse, np.nan)
+    if len(periods) > 1:
+        ok = np.flatnonzero(clear)
+        before = _profiles(envelope, frame_rate, periods[1], b_lo[ok], b_hi[ok])
+        after = _profiles(envelope, frame_rate, periods[1], a_lo[ok], a_hi[ok], late=slip)
+        same = np.einsum("wbk,wbk->w", before, after)
+        swapped = np.einsum("wbk,wbk->w", before, np.roll(after, SWAP_BINS // 2, axis=2))
+        swap[ok] = (swapped - same) / np.maximum(np.abs(same) + np.abs(swapped), 1e-12)
+    return jump, swap
+
+
+def phase_jumps(envelope: np.ndarray, frame_rate: float, points: np.ndarray, pulse: "Pulse") -> np.ndarray:
+    """Signed phase jump (seconds) of each pulse level across each point [shape=(n_points, 2)].
+
+    ``envelope`` is ``onset_envelope``'s [shape=(n_frames, n_bands)]. At the pulse, in
+    each band, the 3 s before and the 3 s after the point are folded onto the period
+    (the Fourier component at that period, at absolute phase); the bands' phase
+    differences, weighted by their strength, give the jump, wrapped into half a period
+    either way. At twice the pulse the question is only whether the two halves swapped
+    (a slip by exactly one pulse: the snare where the kick was): the onset profiles of
+    the two sides, folded onto that period, are compared as they are and with one half
+    turned over; the jump is one pulse where the turned-over match wins by more than
+    the song's own ``pulse.swap_threshold``, else 0. NaN where either side folds less
+    coherently than ``MIN_CLARITY`` (no steady pulse there) or has less than half a
+    window of signal; the second column is NaN where the song's swap test cannot tell.
+    """
+    jump, swap = _measure(envelope, frame_rate, points, pulse.periods)
+    swapped = np.where(np.isfinite(swap), np.where(swap > pulse.swap_threshold, pulse.periods[0], 0.0), np.nan)
+    if not np.isfinite(pulse.swap_threshold):
+        swapped[:] = np.nan
+    return np.stack([jump, swapped], axis=1)
 
 
 def find_pulse(envelope: np.ndarray, frame_rate: float, *, seed: int = 0) -> Pulse | None:
@@ -165,11 +247,12 @@ def find_pulse(envelope: np.ndarray, frame_rate: float, *, seed: int = 0) -> Pul
     pulse is the fastest candidate within 85 % of the best coherence; the levels are
     the pulse and twice it.
     """
-    n = envelope.size
+    total = envelope.sum(axis=1) if envelope.ndim == 2 else envelope
+    n = total.size
     duration = n / frame_rate
-    if duration < 2 * GROOVE_WINDOW_SECONDS + 1.0 or not np.any(envelope > 0):
+    if duration < 2 * GROOVE_WINDOW_SECONDS + 1.0 or not np.any(total > 0):
         return None
-    centred = envelope - envelope.mean()
+    centred = total - total.mean()
     size = 1 << int(np.ceil(np.log2(2 * n)))
     spectrum = np.fft.rfft(centred, size)
     autocorr = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n]
@@ -186,7 +269,7 @@ def find_pulse(envelope: np.ndarray, frame_rate: float, *, seed: int = 0) -> Pul
     w_lo, w_hi = starts, np.minimum(starts + span, n)
 
     def coherence(period: float) -> float:
-        z, e = _fold(envelope, frame_rate, period, w_lo, w_hi)
+        z, e = _fold(total, frame_rate, period, w_lo, w_hi)
         return float(np.median(np.abs(z) / np.maximum(e, 1e-12)))
 
     # refine each peak to a sub-frame period with a parabola through its neighbours
@@ -199,19 +282,36 @@ def find_pulse(envelope: np.ndarray, frame_rate: float, *, seed: int = 0) -> Pul
     scored = sorted((coherence(period), period) for period in candidates)
     best = scored[-1][0]
     pulse = min(period for value, period in scored if value >= 0.85 * best)
-    periods = (pulse, 2.0 * pulse)
     rng = np.random.default_rng(seed)
     margin = GROOVE_WINDOW_SECONDS + GROOVE_GAP_SECONDS
     points = rng.uniform(margin, duration - margin, size=NULL_POINTS)
-    jumps = np.abs(phase_jumps(envelope, frame_rate, points, periods))
-    jitter = tuple(float(np.nanpercentile(jumps[:, k], 95)) if np.isfinite(jumps[:, k]).sum() >= 20 else np.inf
-                   for k in range(len(periods)))
+    # refine the period: a small error drifts the phase between the two windows of every
+    # point alike (3 % makes 0.1 s); take the period with the least median drift
+    trials = pulse * (1.0 + np.linspace(-0.03, 0.03, 61))
+    drift = []
+    for period in trials:
+        jumps = np.abs(_measure(envelope, frame_rate, points, (period,))[0])
+        drift.append(float(np.median(jumps[np.isfinite(jumps)])) if np.isfinite(jumps).sum() >= 20 else np.inf)
+    if np.isfinite(np.min(drift)):
+        pulse = float(trials[int(np.argmin(drift))])
+    periods = (pulse, 2.0 * pulse)
+    jumps, swaps = _measure(envelope, frame_rate, points, periods)
+    jitter = [float(np.percentile(np.abs(jumps[np.isfinite(jumps)]), 95)) if np.isfinite(jumps).sum() >= 20
+              else np.inf, np.inf]
+    # the swap test counts only where it can tell: it must see most slips by one pulse
+    # (the music after each point as if it came one pulse late) and few where there are none
+    swap_threshold = np.inf
+    if np.isfinite(swaps).sum() >= 20:
+        threshold = max(0.0, float(np.percentile(swaps[np.isfinite(swaps)], 98)))
+        slipped = _measure(envelope, frame_rate, points, periods, slip_seconds=pulse)[1]
+        if np.isfinite(slipped).any() and np.mean(slipped[np.isfinite(slipped)] > threshold) >= SWAP_SENSITIVITY:
+            swap_threshold, jitter[1] = threshold, 0.0
     clarity = tuple(coherence(period) for period in periods)
-    return Pulse(periods=periods, jitter=jitter, clarity=clarity)
+    return Pulse(periods=periods, jitter=tuple(jitter), swap_threshold=swap_threshold, clarity=clarity)
 
 
 def groove_report(original_mono: np.ndarray, output_mono: np.ndarray, *, sample_rate: int,
-                  seams) -> dict:
+                  seams, pulse: Pulse | None = None) -> dict:
     """The groove measure of every seam of an output, against the original's own jitter.
 
     Parameters
@@ -221,6 +321,8 @@ def groove_report(original_mono: np.ndarray, output_mono: np.ndarray, *, sample_
     sample_rate : int
     seams : sequence of float
         Output times of the seams (seconds).
+    pulse : Pulse, optional
+        ``find_pulse`` of the original, if already found (it is found otherwise).
 
     Returns
     -------
@@ -233,14 +335,15 @@ def groove_report(original_mono: np.ndarray, output_mono: np.ndarray, *, sample_
         ``worst_ratio``. Without a pulse in the original every list is empty and
         ``pulse_seconds`` is None.
     """
-    env_o, rate = onset_envelope(original_mono, sample_rate=sample_rate)
-    pulse = find_pulse(env_o, rate)
+    if pulse is None:
+        env_o, rate = onset_envelope(original_mono, sample_rate=sample_rate)
+        pulse = find_pulse(env_o, rate)
     seams = [float(t) for t in seams]
     if pulse is None:
         return {"pulse_seconds": None, "jitter_seconds": None, "thresholds_seconds": None, "jumps_seconds": [],
                 "ratio": [], "measured": 0, "stumbling": 0, "stumbling_times": [], "worst_ratio": None}
-    env_e, _ = onset_envelope(output_mono, sample_rate=sample_rate)
-    jumps = phase_jumps(env_e, rate, np.asarray(seams), pulse.periods)
+    env_e, rate = onset_envelope(output_mono, sample_rate=sample_rate)
+    jumps = phase_jumps(env_e, rate, np.asarray(seams), pulse)
     ratios = np.abs(jumps) / pulse.thresholds[None, :]
     ratio = np.where(np.isfinite(ratios).any(axis=1), np.nanmax(np.where(np.isfinite(ratios), ratios, -1.0), axis=1),
                      np.nan) if len(seams) else np.zeros(0)
@@ -248,6 +351,7 @@ def groove_report(original_mono: np.ndarray, output_mono: np.ndarray, *, sample_
     finite = ratio[np.isfinite(ratio)]
     return {
         "pulse_seconds": [float(p) for p in pulse.periods],
+        "swap_test": bool(np.isfinite(pulse.swap_threshold)),
         "jitter_seconds": [float(j) for j in pulse.jitter],
         "thresholds_seconds": [float(t) for t in pulse.thresholds],
         "jumps_seconds": [[None if not np.isfinite(v) else float(v) for v in row] for row in jumps],

@@ -9,11 +9,13 @@ from typing import Sequence
 import numpy as np
 
 from harmonizer_cli.core._typing import ProgressFn
-from harmonizer_cli.core.audio_io import Audio
+from harmonizer_cli.core.audio_io import Audio, to_mono
 from harmonizer_cli.core.quality._common import analysis_view, draw_share_above, p95, ratio
+from harmonizer_cli.core.quality.clicks import CLICK_TARGETS, click_reference, click_report
 from harmonizer_cli.core.quality.detection import detect_seams
 from harmonizer_cli.core.quality.dips import level_dip_db
 from harmonizer_cli.core.quality.ending import ending_match, trailing_silence_seconds
+from harmonizer_cli.core.quality.groove import Pulse, find_pulse, groove_report, onset_envelope
 from harmonizer_cli.core.quality.mood import librosa_beats, mood_descriptors
 from harmonizer_cli.core.quality.repetition import (
     MAX_REPETITION_FRAMES, MIN_REPEATING_FRACTION, REPEATING_REFERENCE, REPETITION_FRAME_SECONDS,
@@ -59,6 +61,10 @@ class OriginalAnalysis:
     repetition : dict
         ``repetition_shares`` of the original itself (``past`` over its second half).
     mood : dict
+    clicks : dict
+        ``clicks.click_reference``: the original's own worst moments.
+    pulse : groove.Pulse or None
+        The original's pulse and jitter (None without a measurable pulse).
     """
 
     view: np.ndarray
@@ -71,6 +77,8 @@ class OriginalAnalysis:
     dip_db: float
     repetition: dict
     mood: dict
+    clicks: dict
+    pulse: Pulse | None
 
 
 def analyse_original(original: Audio, *, beat_times: Sequence[float] | None = None) -> OriginalAnalysis:
@@ -106,6 +114,8 @@ def analyse_original(original: Audio, *, beat_times: Sequence[float] | None = No
         dip_db=level_dip_db(original),
         repetition=repetition_shares(features, start_frame=features.shape[0] // 2, frame_seconds=frame_seconds),
         mood=mood_descriptors(original, view=view, tempo_bpm=tempo),
+        clicks=click_reference(samples, sample_rate=rate, cutoff_hz=cutoff),
+        pulse=find_pulse(*onset_envelope(to_mono(samples), sample_rate=rate)),
     )
 
 
@@ -166,7 +176,7 @@ def extension_report(
     >>> targets_met(report)["seam_crest"]  # doctest: +SKIP
     True
     """
-    steps = 6
+    steps = 7
     done = 0
 
     def step() -> None:
@@ -232,6 +242,12 @@ def extension_report(
         }
     step()
 
+    clicks = click_report(original.samples, extended.samples, sample_rate=rate, cutoff_hz=analysis.cutoff_hz,
+                          reference=analysis.clicks) if out_rate == rate else None
+    groove = groove_report(to_mono(original.samples), to_mono(extended.samples), sample_rate=rate,
+                           seams=seam_times, pulse=analysis.pulse) if out_rate == rate else None
+    step()
+
     dips = {"original_db": analysis.dip_db, "output_db": level_dip_db(extended)}
     dips["excess_db"] = dips["output_db"] - dips["original_db"]
 
@@ -289,6 +305,8 @@ def extension_report(
     return {
         "duration": duration,
         "seams": seam_report,
+        "clicks": clicks,
+        "groove": groove,
         "dips": dips,
         "repetition": repetition,
         "ending": ending,
@@ -313,7 +331,8 @@ def targets_met(report: dict, *, full: bool | None = None) -> dict:
     dict
         Target name -> True (met), False (missed) or None (not applicable: no seams, no
         codec cut-off, no target length). Names: ``duration``, ``format_kept``,
-        ``seam_crest``, ``seam_novelty``, ``seam_broadband``, ``dips``, ``ending``,
+        ``seam_crest``, ``seam_novelty``, ``seam_broadband``, ``clicks_out_of_band``,
+        ``clicks_crest`` (anywhere in the output), ``groove`` (no seam stumbles), ``dips``, ``ending``,
         and when ``full``: ``repetition_past``, ``repetition_repeating`` (against the
         original's own share, or ``REPEATING_REFERENCE`` when fewer than
         ``MIN_REPEATING_FRACTION`` of the original's frames repeat at all), ``tempo``,
@@ -333,6 +352,14 @@ def targets_met(report: dict, *, full: bool | None = None) -> dict:
     }
     for name in ("crest", "novelty", "broadband"):
         checks[f"seam_{name}"] = None if s["count"] == 0 else at_most(s[name]["ratio"], t["seam_ratio"])
+    clicks, groove = report.get("clicks"), report.get("groove")
+    if clicks is not None:
+        band = clicks["out_of_band"]
+        checks["clicks_out_of_band"] = None if band is None else at_most(band["excess_db"],
+                                                                          CLICK_TARGETS["out_of_band_excess_db"])
+        checks["clicks_crest"] = at_most(clicks["crest"]["ratio"], CLICK_TARGETS["crest_ratio"])
+    if groove is not None:
+        checks["groove"] = None if not groove["measured"] else groove["stumbling"] == 0
     checks["dips"] = at_most(report["dips"]["excess_db"], t["dip_excess_db"])
     corr = e["correlation"]
     checks["ending"] = None if corr is None else bool(
@@ -392,6 +419,20 @@ def summary_rows(report: dict, checks: dict | None = None) -> list[tuple[str, st
         rows.append((f"seam {name} p95 (ratio, p)",
                      f"{_fmt(part['seams_p95'])} ({_fmt(part['ratio'])}, {_fmt(part['p_value'], '.3f')})",
                      f"beats {_fmt(part['beats_p95'])}", f"ratio <= {t['seam_ratio']}", checks.get(f"seam_{name}")))
+    clicks, groove = report.get("clicks"), report.get("groove")
+    if clicks is not None:
+        band, crest = clicks["out_of_band"], clicks["crest"]
+        if band is not None:
+            rows.append(("clicks: out-of-band max (dB)", f"{_fmt(band['output_max_db'], '.1f')} ({band['clicks']} places)",
+                         _fmt(band["original_max_db"], ".1f"),
+                         f"<= original + {CLICK_TARGETS['out_of_band_excess_db']:g}", checks.get("clicks_out_of_band")))
+        rows.append(("clicks: step crest max", f"{_fmt(crest['output_max'])} ({crest['clicks']} places)",
+                     _fmt(crest["original_max"]), f"ratio <= {CLICK_TARGETS['crest_ratio']:g}",
+                     checks.get("clicks_crest")))
+    if groove is not None:
+        rows.append(("groove: stumbling seams", f"{groove['stumbling']} of {groove['measured']} measured",
+                     "pulse " + ("n/a" if groove["pulse_seconds"] is None else f"{groove['pulse_seconds'][0]:.3f} s"),
+                     "0", checks.get("groove")))
     rows.append(("deepest level dip (dB)", _fmt(dips["output_db"], ".1f"), _fmt(dips["original_db"], ".1f"),
                  f"<= original + {t['dip_excess_db']:g}", checks.get("dips")))
     rows.append(("repetition past original", _fmt(r["past_original"]),
