@@ -9,8 +9,9 @@ tracker, no numba, no TensorFlow) so that ``harmonizer extend`` starts fast:
 1. STFT (numpy ``rfft`` of Hann-windowed frames, 2048 samples, hop 512),
 2. a mel filterbank (64 bands) and a chroma filterbank (12 pitch classes),
 3. onset strength: half-wave rectified log-mel spectral flux,
-4. tempo: autocorrelation of the onset strength weighted by a log-normal prior
-   around 120 BPM, refined on multiples of the period,
+4. tempo: several hypotheses (autocorrelation peaks, and twice, half, 3/2 and 2/3
+   of the strongest) weighed by how coherently the onset strength folds at each
+   period, times a broad prior around 120 BPM,
 5. beats: dynamic programming (Ellis 2007),
 6. meter (4 or 3 beats a bar) from the beat-synchronous self-similarity, and the
    bar phase that maximises harmonic change and onset strength at bar starts,
@@ -42,6 +43,14 @@ N_TIMBRE = 20
 MIN_ANALYSIS_SECONDS = 6.0
 #: Fewer beats than this cannot be recombined (AudioError).
 MIN_BEATS = 8
+#: Below this pulse strength (folding coherence at the pulse over the song's median
+#: across tempi) there is no pulse to track: a short chord 1.3, the ambient guitar
+#: piece of ../shared/music/songs 1.45, drums 3 and more.
+PULSE_MIN_STRENGTH = 1.35
+#: ... nor where it folds less coherently than this at its best (noise: about 0.1).
+PULSE_MIN_COHERENCE = 0.15
+#: Onsets this far either side of a beat describe where in the beat they fall.
+RHYTHM_CONTEXT_SECONDS = 2.0
 #: Grid used when no pulse is found, seconds per unit.
 NO_PULSE_GRID_SECONDS = 0.5
 # Peak level below which a file counts as digital silence.
@@ -103,7 +112,8 @@ class SongAnalysis:
     loudness_db : np.ndarray [shape=(n_beats,)]
         Per-beat RMS level in dB full scale.
     pulse_strength : float
-        Normalised onset autocorrelation at the beat period (0 = none).
+        Folding coherence of the onset envelope at the beat period over its median across
+        tempi (1 = no pulse).
     centroid_hz : np.ndarray [shape=(n_beats,)]
         Per-beat spectral centroid (of the mel spectrum), Hz.
     mel_before_db, mel_after_db : np.ndarray [shape=(n_beats, n_offsets, 64)]
@@ -115,6 +125,14 @@ class SongAnalysis:
         ``"no-pulse"`` when the beats are a fixed grid, else None.
     levels : FrameLevels or None
         Frame-level energies (loudness and brightness of recombinations).
+    rhythm : np.ndarray [shape=(n_beats, 3), dtype=complex64] or None
+        Where the onsets fall around each beat: per band (below 250 Hz, to 2.5 kHz,
+        above), the onset strength of the 2 s either side folded onto the beat period,
+        at the phase of the beat itself (``_rhythm_features``). Two beats whose values
+        have the same angle have their onsets at the same place in the beat. None on
+        the no-pulse grid.
+    rhythm_clarity : np.ndarray [shape=(n_beats,)] or None
+        How coherently those onsets fold (0: no pulse around the beat).
     """
 
     duration_seconds: float
@@ -131,6 +149,8 @@ class SongAnalysis:
     mel_before_db: Optional[np.ndarray] = None
     mel_after_db: Optional[np.ndarray] = None
     levels: Optional[FrameLevels] = None
+    rhythm: Optional[np.ndarray] = None
+    rhythm_clarity: Optional[np.ndarray] = None
 
     @property
     def n_beats(self) -> int:
@@ -265,9 +285,41 @@ def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
     return (flux / scale) if scale > 0 else flux
 
 
-def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, float]:
-    """Beat period in frames (fractional) and the pulse strength in [0, 1]."""
+def _fold_coherence(onset: np.ndarray, period: float, *, frame_rate: float,
+                    window_seconds: float = 8.0) -> float:
+    """How coherently the onset envelope folds at ``period`` (frames): the median over
+    8 s windows (half overlapping) of ``|sum o e^(-2 pi i t / period)| / sum o``.
+
+    1 for a pulse train at that period (or at a divisor of it), about 0.1 for noise;
+    a 3:2 or 2:3 error of the period folds the beats onto three phases and cancels.
+    """
     n = onset.size
+    span = max(8, int(window_seconds * frame_rate))
+    starts = np.arange(0, max(1, n - span + 1), max(1, span // 2))
+    stops = np.minimum(starts + span, n)
+    phasor = onset * np.exp(-2j * np.pi * np.arange(n) / period)
+    cum_z = np.concatenate([[0.0], np.cumsum(phasor)])
+    cum_e = np.concatenate([[0.0], np.cumsum(onset)])
+    return float(np.median(np.abs(cum_z[stops] - cum_z[starts]) / np.maximum(cum_e[stops] - cum_e[starts], 1e-12)))
+
+
+def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, float]:
+    """Beat period in frames (fractional) and the pulse strength, from several hypotheses.
+
+    The first autocorrelation peak of an onset envelope is often a rhythmic figure,
+    not the beat, and 2:1 and 3:2 confusions are common. So the candidates are the
+    autocorrelation peaks between 40 and 240 BPM and, for the strongest, twice, half,
+    three halves and two thirds of them; each is weighed by how coherently the
+    envelope folds at it (``_fold_coherence``: a wrong 3:2 period cancels) times a
+    broad tempo prior (log-normal around 120 BPM, one octave), and the winner is
+    refined to the period that folds most coherently within +-3 %. The strength is
+    that coherence over the song's median coherence across periods from 40 to 240
+    BPM (a song folds better at its pulse than anywhere else: 1 means no pulse;
+    ``PULSE_MIN_STRENGTH`` decides whether there is one), 0 where the coherence itself
+    is below ``PULSE_MIN_COHERENCE``.
+    """
+    n = onset.size
+    onset = np.maximum(onset, 0.0)
     centred = onset - onset.mean()
     size = 1 << int(np.ceil(np.log2(2 * n)))
     spectrum = np.fft.rfft(centred, size)
@@ -280,30 +332,36 @@ def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, fl
     max_lag = min(int(np.ceil(frame_rate * 60.0 / 40.0)), n // 3)
     if max_lag <= min_lag + 2:
         return frame_rate * 0.5, 0.0
-    lags = np.arange(min_lag, max_lag)
-    bpm = 60.0 * frame_rate / lags
-    prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / 1.0) ** 2)
-    # reward lags whose half also peaks (metrical structure), as tempo estimators do
-    score = np.maximum(autocorr[lags], 0) * prior
-    best = int(lags[np.argmax(score)])
-    strength = float(max(autocorr[best], 0.0))
-    # refine: the peak near k * best for the largest k that fits gives sub-frame precision
-    period = float(best)
-    for multiple in (8, 4, 2):
-        centre = int(round(best * multiple))
-        if centre + 3 >= n // 2:
-            continue
-        lo, hi = centre - max(2, multiple), centre + max(2, multiple) + 1
-        peak = lo + int(np.argmax(autocorr[lo:hi]))
-        if 1 <= peak < n - 1:
-            a, b, c = autocorr[peak - 1], autocorr[peak], autocorr[peak + 1]
-            denom = a - 2 * b + c
-            offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
-            candidate = (peak + float(np.clip(offset, -0.5, 0.5))) / multiple
-            if abs(candidate - best) < 1.0:
-                period = candidate
-                break
-    return period, strength
+    lags = np.arange(min_lag + 1, max_lag - 1)
+    values = autocorr[lags]
+    peaks = lags[(values > autocorr[lags - 1]) & (values >= autocorr[lags + 1]) & (values > 0)]
+    if peaks.size == 0:
+        return frame_rate * 0.5, 0.0
+    peaks = peaks[np.argsort(autocorr[peaks])[::-1][:8]]
+    candidates = set()
+    for rank, lag in enumerate(peaks):
+        a, b, c = autocorr[lag - 1], autocorr[lag], autocorr[lag + 1]
+        denom = a - 2 * b + c
+        refined = lag + (float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0)
+        candidates.add(refined)
+        if rank < 3:
+            candidates.update(refined * factor for factor in (2.0, 0.5, 1.5, 2.0 / 3.0))
+    candidates = [lag for lag in candidates if min_lag <= lag <= max_lag]
+
+    def score(lag: float) -> float:
+        bpm = 60.0 * frame_rate / lag
+        return _fold_coherence(onset, lag, frame_rate=frame_rate) * np.exp(-0.5 * np.log2(bpm / 120.0) ** 2)
+
+    best = max(candidates, key=score)
+    fine = best * (1.0 + np.linspace(-0.03, 0.03, 41))
+    coherence = [_fold_coherence(onset, lag, frame_rate=frame_rate, window_seconds=16.0) for lag in fine]
+    period = float(fine[int(np.argmax(coherence))])
+    grid = frame_rate * 60.0 / np.geomspace(40.0, 240.0, 48)
+    floor = float(np.median([_fold_coherence(onset, lag, frame_rate=frame_rate) for lag in grid]))
+    coherence = _fold_coherence(onset, period, frame_rate=frame_rate)
+    if coherence < PULSE_MIN_COHERENCE:  # noise folds at about 0.1 anywhere
+        return period, 0.0
+    return period, coherence / max(floor, 1e-9)
 
 
 def _track_beats(onset: np.ndarray, period: float, *, tightness: float = 100.0) -> np.ndarray:
@@ -348,6 +406,40 @@ def _track_beats(onset: np.ndarray, period: float, *, tightness: float = 100.0) 
     if keep.size:
         beats = beats[keep[0]:keep[-1] + 1]
     return beats
+
+
+def _rhythm_features(log_mel: np.ndarray, beat_seconds: np.ndarray, *, period_seconds: float,
+                     frame_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per beat and band, the onsets of the 2 s around it folded onto the beat period.
+
+    The onset strength (log-mel flux) in three bands (below 250 Hz, to 2.5 kHz, above)
+    is summed as ``o(t) exp(-2 pi i (t - t_k) / P)`` over ``t_k +- RHYTHM_CONTEXT_SECONDS``:
+    its angle says where in the beat the onsets around beat ``k`` fall, measured from
+    the beat itself. Returns the values [shape=(n_beats, 3), complex64] and their
+    clarity (|sum| over sum of the onset strength, over the bands) [shape=(n_beats,)].
+    """
+    centres = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(ANALYSIS_SAMPLE_RATE / 2.0), N_MELS + 2))[1:-1]
+    groups = np.digitize(centres, [250.0, 2500.0])
+    rise = np.maximum(0.0, np.diff(log_mel, axis=0))
+    n = log_mel.shape[0]
+    period = period_seconds * frame_rate
+    phasor = np.exp(-2j * np.pi * np.arange(n) / period)
+    half = int(round(RHYTHM_CONTEXT_SECONDS * frame_rate))
+    centre = beat_seconds * frame_rate
+    lo = np.clip(np.round(centre).astype(np.int64) - half, 0, n)
+    hi = np.clip(np.round(centre).astype(np.int64) + half, 0, n)
+    values = np.zeros((beat_seconds.size, 3), dtype=np.complex128)
+    strength = np.zeros(beat_seconds.size)
+    total = np.zeros(beat_seconds.size)
+    for group in range(3):
+        flux = np.concatenate([[0.0], rise[:, groups == group].mean(axis=1)])
+        flux = np.maximum(0.0, flux - np.convolve(flux, np.ones(43) / 43, mode="same"))
+        cum_z = np.concatenate([[0.0], np.cumsum(flux * phasor)])
+        cum_e = np.concatenate([[0.0], np.cumsum(flux)])
+        values[:, group] = (cum_z[hi] - cum_z[lo]) * np.exp(2j * np.pi * centre / period)
+        strength += np.abs(values[:, group])
+        total += cum_e[hi] - cum_e[lo]
+    return values.astype(np.complex64), (strength / np.maximum(total, 1e-12)).astype(np.float32)
 
 
 def _beat_sync(values: np.ndarray, frame_bounds: np.ndarray) -> np.ndarray:
@@ -434,7 +526,7 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
 
     fallback = None
     beats = np.zeros(0, dtype=np.int64)
-    if not force_grid and strength >= 0.12:
+    if not force_grid and strength >= PULSE_MIN_STRENGTH:
         beats = _track_beats(onset, period)
     if beats.size >= 2:
         intervals = np.diff(beats)
@@ -477,6 +569,9 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     at = beat_frames[:, None] + offsets[None, :]
     before = log_mel_db[np.clip(at - 2, 0, n_frames - 1)]
     after = log_mel_db[np.clip(at + 2, 0, n_frames - 1)]
+    rhythm = clarity = None
+    if not force_grid:
+        rhythm, clarity = _rhythm_features(log_mel, beat_seconds, period_seconds=60.0 / tempo, frame_rate=frame_rate)
     return SongAnalysis(
         duration_seconds=duration,
         beat_seconds=beat_seconds.astype(np.float64),
@@ -492,4 +587,6 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
         mel_before_db=before.astype(np.float32),
         mel_after_db=after.astype(np.float32),
         levels=levels,
+        rhythm=rhythm,
+        rhythm_clarity=clarity,
     )

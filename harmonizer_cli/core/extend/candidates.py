@@ -6,6 +6,12 @@ bar on both sides: chroma, timbre, loudness), the spectra either side of the bes
 cut point near the beat match (local cost), the position in the bar is the same
 (half-bar and beat shifts penalised), and ``|b - a|`` is at least ``min_lag_beats``.
 Of the best, those whose seam would make a new level dip are ranked down.
+
+Every jump is also verified rhythmically, beyond the beat tracker: where the onsets
+around ``a`` and around ``b`` both have a clear pulse, the place in the beat where
+they fall must agree (``rhythm_lags``); the landing is moved by the difference when it
+is small (at most ``MAX_RHYTHM_SHIFT`` of a beat), and the jump dropped when it is
+larger (a seam there would make the groove stumble).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 from harmonizer_cli.core.extend.analysis import FrameLevels, SongAnalysis
 from harmonizer_cli.core.extend.levels import dip_frames, level_and_running_median
 
-__all__ = ["JumpCandidates", "jump_candidates", "unit_beats", "seam_dip"]
+__all__ = ["JumpCandidates", "jump_candidates", "rhythm_lags", "unit_beats", "seam_dip"]
 
 #: Weight of the local spectral jump at a cut (beside the bar-context cost).
 LOCAL_WEIGHT = 3.0
@@ -31,6 +37,10 @@ OFF_BAR_PENALTY = 1.5
 NO_PULSE_OFF_BAR_PENALTY = 0.3
 #: Landing on a beat that does not start a bar.
 OFF_DOWNBEAT_PENALTY = 0.15
+#: Rhythmic verification: a landing is moved by the rhythm lag up to this share of a
+#: beat, and the jump dropped beyond it, where both sides fold at least this clearly.
+MAX_RHYTHM_SHIFT = 0.25
+MIN_RHYTHM_CLARITY = 0.15
 
 
 @dataclass
@@ -44,9 +54,11 @@ class JumpCandidates:
     cost : np.ndarray [shape=(n_candidates,)]
         Seam (context + local) cost.
     back_seconds : np.ndarray [shape=(n_candidates,)]
-        ``t[a] - t[b]``: > 0 replays material, < 0 skips.
+        ``t[a] - (t[b] + shift)``: > 0 replays material, < 0 skips.
     full : np.ndarray [shape=(n_beats, n_beats)]
         Cost of every allowed jump (inf where not allowed).
+    full_shift : np.ndarray [shape=(n_beats, n_beats)]
+        Seconds the landing of each jump is moved from beat ``b`` to keep the rhythm.
     """
 
     a: np.ndarray
@@ -54,6 +66,7 @@ class JumpCandidates:
     cost: np.ndarray
     back_seconds: np.ndarray
     full: np.ndarray
+    full_shift: np.ndarray
 
     def without(self, banned: frozenset) -> "JumpCandidates":
         """These candidates without the jumps ``(a, b)`` in ``banned`` (also in ``full``)."""
@@ -61,7 +74,12 @@ class JumpCandidates:
         pairs = np.array([(a, b) for a, b in banned if 0 <= a < n and 0 <= b < n], dtype=np.int64).reshape(-1, 2)
         self.full[pairs[:, 0], pairs[:, 1]] = np.inf
         keep = np.isfinite(self.full[self.a, self.b])
-        return JumpCandidates(self.a[keep], self.b[keep], self.cost[keep], self.back_seconds[keep], self.full)
+        return JumpCandidates(self.a[keep], self.b[keep], self.cost[keep], self.back_seconds[keep], self.full,
+                              self.full_shift)
+
+    def landing(self, times: np.ndarray, a, b):
+        """Source time (s) where the output continues after the jump ``a -> b``."""
+        return times[b] + self.full_shift[a, b]
 
 
 def _beat_distance(analysis: SongAnalysis) -> np.ndarray:
@@ -143,6 +161,23 @@ def seam_dip(levels: FrameLevels, leave_seconds: np.ndarray, continue_seconds: n
     return np.maximum(excess, 0.0)
 
 
+def rhythm_lags(analysis: SongAnalysis) -> tuple[np.ndarray, np.ndarray]:
+    """Where beat ``b``'s onsets fall in the beat minus where beat ``a``'s do, for all pairs.
+
+    Returns the lags (seconds, within half a beat either way) [shape=(n, n)], and
+    whether both beats have a clear enough pulse around them to tell [shape=(n, n)].
+    Without rhythm features (the no-pulse grid) every lag is 0 and none can tell.
+    """
+    n = analysis.n_beats
+    if analysis.rhythm is None:
+        return np.zeros((n, n)), np.zeros((n, n), dtype=bool)
+    z = analysis.rhythm.astype(np.complex128)
+    cross = np.conj(z) @ z.T  # [a, b]: sum over bands of z_b conj(z_a)
+    lags = -np.angle(cross) / (2.0 * np.pi) * analysis.beat_period_seconds
+    clear = analysis.rhythm_clarity >= MIN_RHYTHM_CLARITY
+    return lags, clear[:, None] & clear[None, :]
+
+
 def _context_cost(analysis: SongAnalysis) -> np.ndarray:
     """Beat distance averaged over the bar around both sides of each jump [n, n] (NaN off the edges)."""
     n = analysis.n_beats
@@ -189,6 +224,10 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     cost = cost + phase_penalty + np.where(downbeat[None, :], 0.0, OFF_DOWNBEAT_PENALTY)
     if analysis.mel_before_db is not None:
         cost = cost + LOCAL_WEIGHT * _local_seam_cost(analysis)
+    # rhythmic verification: small lags move the landing, large ones drop the jump
+    lags, told = rhythm_lags(analysis)
+    shift = np.where(told, lags, 0.0)
+    valid &= ~(told & (np.abs(lags) > MAX_RHYTHM_SHIFT * analysis.beat_period_seconds))
     cost = np.where(valid, cost, np.inf)
     keep = min(2 * per_source, n)
     order = np.argsort(cost, axis=1)[:, :keep]
@@ -199,10 +238,10 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     rows, cols, values = rows[finite], cols[finite], values[finite]
     times = analysis.beat_seconds
     if analysis.levels is not None:  # of the best, keep those that make no new level dip
-        values = values + DIP_SEAM_WEIGHT * seam_dip(analysis.levels, times[rows], times[cols])
+        values = values + DIP_SEAM_WEIGHT * seam_dip(analysis.levels, times[rows], times[cols] + shift[rows, cols])
         order = np.lexsort((values, rows))
         rows, cols, values = rows[order], cols[order], values[order]
         rank = np.arange(rows.size) - np.searchsorted(rows, rows)  # place within its source's list
         best = rank < per_source
         rows, cols, values = rows[best], cols[best], values[best]
-    return JumpCandidates(rows, cols, values, times[rows] - times[cols], cost)
+    return JumpCandidates(rows, cols, values, times[rows] - times[cols] - shift[rows, cols], cost, shift)

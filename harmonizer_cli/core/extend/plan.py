@@ -120,11 +120,15 @@ class PlannedPath:
         Lower is better.
     residual_seconds : float
         Target length minus planned length.
+    landings : list of float
+        Source time (s) where the output continues after each jump: beat ``b``'s,
+        moved by the rhythmic verification (``candidates``).
     """
 
     jumps: list
     score: float
     residual_seconds: float
+    landings: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,7 @@ class _Walk:
 
     plays: np.ndarray
     jumps: list = field(default_factory=list)
+    landings: list = field(default_factory=list)
     backs: list = field(default_factory=list)
     p_beat: int = 0          # the beat the output continues from
     p_time: float = 0.0      # its source time
@@ -243,7 +248,8 @@ class _PathSearch:
         if need - (times[rows[-1]] - times[0]) > float(cap.max()):
             return a, b, cost, back
         sub = cands.full[rows, : g.last_start + 1]
-        left_all = need - (times[rows][:, None] - times[: g.last_start + 1][None, :])
+        left_all = need - (times[rows][:, None] - times[: g.last_start + 1][None, :]
+                           - cands.full_shift[rows, : g.last_start + 1])
         ok = np.isfinite(sub) & (np.abs(left_all) <= cap)
         if ok.any():
             flat = np.flatnonzero(ok)
@@ -255,7 +261,7 @@ class _PathSearch:
             a = np.concatenate([a, fa])
             b = np.concatenate([b, fb])
             cost = np.concatenate([cost, cands.full[fa, fb]])
-            back = np.concatenate([back, times[fa] - times[fb]])
+            back = np.concatenate([back, times[fa] - cands.landing(times, fa, fb)])
         return a, b, cost, back
 
     def _step_costs(self, w: _Walk, need: float, middle: float, a, b, cost, back):
@@ -357,7 +363,8 @@ class _PathSearch:
             w.elapsed += float(times[ja]) - w.p_time
             w.jumps.append((ja, jb))
             w.backs.append(float(back[pick]))
-            w.p_beat, w.p_time = jb, float(times[jb])
+            w.p_beat, w.p_time = jb, float(self.cands.landing(times, ja, jb))
+            w.landings.append(w.p_time)
         w.plays[w.p_beat:] += 1
         return w
 
@@ -373,7 +380,7 @@ class _PathSearch:
         segments_s = [(0.0, float(times[jumps[0][0]]))] if jumps else [(0.0, g.duration)]
         for k, (ja, jb) in enumerate(jumps):
             end = float(times[jumps[k + 1][0]]) if k + 1 < len(jumps) else g.duration
-            segments_s.append((float(times[jb]), end))
+            segments_s.append((w.landings[k], end))
         if self.path_levels is not None:  # the path's own frames, gated as LUFS is
             score += mood_penalty(*self.path_levels.drift(segments_s))
         else:
@@ -437,7 +444,7 @@ def plan_path(
         walk = search.walk(restart, rng)
         score, residual = search.score(walk)
         if best is None or score < best.score:
-            best = PlannedPath(list(walk.jumps), score, residual)
+            best = PlannedPath(list(walk.jumps), score, residual, list(walk.landings))
     if best is None:
         raise ValueError("n_restarts must be at least 1")
     if abs(best.residual_seconds) > 0.6 * g.period + g.capacity(len(best.jumps), target_seconds) and not _relaxed:
@@ -502,7 +509,7 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
     keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
     a_idx, b_idx = a_idx[keep], b_idx[keep]
     if a_idx.size:
-        left = need - (times[a_idx] - times[b_idx])
+        left = need - (times[a_idx] - cands.landing(times, a_idx, b_idx))
         cap = capacity(1, times[a_idx])
         score = (SEAM_WEIGHT * cands.full[a_idx, b_idx] + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
                  + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0))
@@ -532,4 +539,4 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
     score, jumps, residual = min(options, key=lambda option: option[0])
     if not np.isfinite(score) or abs(residual) > 0.6 * period + 0.5:
         return None
-    return PlannedPath(jumps, score, residual)
+    return PlannedPath(jumps, score, residual, [float(cands.landing(times, a, b)) for a, b in jumps])

@@ -340,9 +340,10 @@ def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_secon
     n_source = samples.shape[0]
     n_target = int(round(target_seconds * sample_rate))
     times = analysis.beat_seconds
+    landings = plan.landings or [float(times[b]) for _, b in plan.jumps]
     bounds = [0]
-    for a, b in plan.jumps:
-        bounds += [int(round(times[a] * sample_rate)), int(round(times[b] * sample_rate))]
+    for (a, _), landing in zip(plan.jumps, landings):
+        bounds += [int(round(times[a] * sample_rate)), int(round(landing * sample_rate))]
     bounds.append(n_source)
     spans = [(bounds[2 * k], bounds[2 * k + 1]) for k in range(len(bounds) // 2)]
     tail_keep = min(TAIL_MIN_SECONDS, 0.3 * analysis.duration_seconds)

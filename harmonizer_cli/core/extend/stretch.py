@@ -18,12 +18,17 @@ from harmonizer_cli.core.audio_io import to_mono
 from harmonizer_cli.core.extend.render import FULL_SCALE_OVERS, Spliced, normalised_xcorr
 from harmonizer_cli.errors import AudioError
 
-__all__ = ["wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH"]
+__all__ = ["wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH", "MAX_STRETCH_SECONDS"]
 
 #: The local time-stretch (WSOLA, pitch kept) that makes the length exact: the region
 #: is sized for PREFERRED_STRETCH and never stretched by more than MAX_STRETCH.
 PREFERRED_STRETCH = 0.02
 MAX_STRETCH = 0.03
+#: ... over at most this much of the output.
+MAX_STRETCH_SECONDS = 20.0
+#: The output's last seconds are the song's ending as a listener compares it: the
+#: stretch stays out of them where the output is long enough.
+ENDING_SECONDS = 10.0
 
 
 def wsola(samples: np.ndarray, *, start: int, end: int, new_length: int, sample_rate: int) -> np.ndarray:
@@ -158,32 +163,53 @@ def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, h
     return int(starts[int(np.argmin(cost))])
 
 
+def _stretch_region(n_out: int, difference: int, *, sample_rate: int, head_keep_seconds: float,
+                    tail_keep_seconds: float) -> tuple[int, int, int] | None:
+    """Where a stretch of ``difference`` samples may go: ``(lo, hi, length)``, or None.
+
+    The region is sized for ``PREFERRED_STRETCH`` (at least 2 s, at most
+    ``MAX_STRETCH_SECONDS``) and stretched by at most ``MAX_STRETCH``. It lies after
+    the protected head and before the ending: the last ``ENDING_SECONDS`` (what a
+    listener, and the ending measure, compare with the song's) where the output is
+    long enough, else the real ending kept by the plan, else all but the first second
+    and the last two.
+    """
+    length = int(np.clip(abs(difference) / PREFERRED_STRETCH, 2.0 * sample_rate, MAX_STRETCH_SECONDS * sample_rate))
+    head = int(round(head_keep_seconds * sample_rate))
+    for lo, tail in ((head, max(tail_keep_seconds, ENDING_SECONDS)), (head, tail_keep_seconds),
+                     (int(1.0 * sample_rate), 2.0)):
+        hi = n_out - int(round(tail * sample_rate))
+        fitted = min(length, hi - lo)
+        if fitted > 0 and abs(difference) <= MAX_STRETCH * fitted:
+            return lo, hi, fitted
+    return None
+
+
 def stretch_to_length(out: np.ndarray, n_target: int, *, sample_rate: int, seams: list,
-                       head_keep_seconds: float, tail_keep_seconds: float) -> tuple[np.ndarray, Optional[dict]]:
+                      head_keep_seconds: float, tail_keep_seconds: float) -> tuple[np.ndarray, Optional[dict]]:
     """Make ``out`` exactly ``n_target`` samples long by a local, pitch-preserving stretch.
 
-    The difference goes to one region (sized for a 2 % stretch, at least 2 s,
-    at most 3 %) where the music is steadiest, away from the seams, the first
-    ``head_keep_seconds`` and the last ``tail_keep_seconds``; it is time-stretched
-    by WSOLA. Returns the new samples and ``{"factor", "region_seconds"}`` (output
-    times of the stretched region; factor > 1 lengthens), or None when nothing
-    was stretched.
+    The difference goes to one region (``_stretch_region``: sized for a 2 % stretch,
+    2-20 s, at most 3 %) where the music is steadiest, away from the seams, the first
+    ``head_keep_seconds`` and the ending; it is time-stretched by WSOLA. Returns the new
+    samples and ``{"factor", "region_seconds"}`` (output times of the stretched region;
+    factor > 1 lengthens), or None when nothing was stretched.
+
+    Raises
+    ------
+    AudioError
+        The difference is too large for a local stretch.
     """
     difference = n_target - out.shape[0]
     if difference == 0:
         return out, None
-    lo = int(round(head_keep_seconds * sample_rate))
-    hi = out.shape[0] - int(round(tail_keep_seconds * sample_rate))
-    length = int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH))
-    length = min(length, hi - lo)
-    if length <= 0 or abs(difference) > MAX_STRETCH * length:
-        # no room between the protected head and ending: use what lies between 1 s and the last 2 s
-        lo, hi = int(1.0 * sample_rate), out.shape[0] - int(2.0 * sample_rate)
-        length = min(int(max(2.0 * sample_rate, abs(difference) / PREFERRED_STRETCH)), hi - lo)
-        if length <= 0 or abs(difference) > MAX_STRETCH * length:
-            raise AudioError(f"cannot recompose to {n_target / sample_rate:.2f} s: the best plan is off by "
-                             f"{difference / sample_rate:.3f} s, too much for a local stretch (the target may be too "
-                             "short to keep the song's beginning and real ending; try another length)")
+    region = _stretch_region(out.shape[0], difference, sample_rate=sample_rate, head_keep_seconds=head_keep_seconds,
+                             tail_keep_seconds=tail_keep_seconds)
+    if region is None:
+        raise AudioError(f"cannot recompose to {n_target / sample_rate:.2f} s: the best plan is off by "
+                         f"{difference / sample_rate:.3f} s, too much for a local stretch (the target may be too "
+                         "short to keep the song's beginning and real ending; try another length)")
+    lo, hi, length = region
     avoid = [int(round(seconds * sample_rate)) for seconds in seams]
     start = _steady_region(out, sample_rate=sample_rate, length=length, lo=lo, hi=hi, avoid=avoid)
     if start is None:
