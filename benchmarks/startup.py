@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-HEAVY = ("tensorflow", "keras", "librosa", "numba", "matplotlib", "scipy", "soundfile")
+HEAVY = ("tensorflow", "keras", "librosa", "numba", "matplotlib", "scipy", "soundfile", "av")
 PROBE = (
     "import sys\n"
     "from harmonizer_cli.cli import main\n"

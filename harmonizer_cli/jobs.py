@@ -2,7 +2,8 @@
 
 ``harmonizer extend`` (and the web app) describe what to do as ``ExtendJob``s, one
 per input file, and get one ``ExtendRecord`` back per finished file (its
-``to_json()`` is the ``--json`` line). ``run_job`` extends one file and writes it;
+``to_json()`` is the ``--json`` line). ``run_job`` extends one file and writes it
+(an audio file, or with ``--video`` the clip with the extended song as its audio);
 ``run_jobs`` runs a list of jobs serially or in worker processes, going on past
 files that fail. Nothing here prints: messages and progress go to the callbacks
 the caller passes (the CLI's ``console``).
@@ -23,11 +24,12 @@ from typing import Callable, Iterable, Optional
 
 from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES, OUTPUT_FORMATS
+from harmonizer_cli.core.media import VIDEO_OUTPUT_FORMATS
 from harmonizer_cli.errors import AudioError, BatchError, ConfigError, HarmonizerError, Interrupted, OutputError
 
 __all__ = ["Engine", "OutputFormat", "ExtendJob", "ExtendRecord", "parse_duration", "target_seconds_from",
-           "expand_inputs", "output_path_for", "make_jobs", "resolve_predictor", "run_job", "run_jobs",
-           "MAX_INPUT_SECONDS", "MAX_TARGET_SECONDS"]
+           "expand_inputs", "output_path_for", "video_format_for", "is_video_output", "make_jobs",
+           "resolve_predictor", "run_job", "run_jobs", "MAX_INPUT_SECONDS", "MAX_TARGET_SECONDS"]
 
 #: Longest input and target. The whole song and the whole output are held in memory (not
 #: streamed); the decoded output alone is 1.4 GB for 60 min at 48 kHz stereo.
@@ -47,8 +49,9 @@ class Engine(str, Enum):
     neural = "neural"
 
 
-OutputFormat = Enum("OutputFormat", {name: name for name in OUTPUT_FORMATS}, type=str)
-OutputFormat.__doc__ = """``--format``: the output container, when not given by ``-o``'s extension."""
+OutputFormat = Enum("OutputFormat", {name: name for name in (*OUTPUT_FORMATS, *VIDEO_OUTPUT_FORMATS)}, type=str)
+OutputFormat.__doc__ = """``--format``: the output container, when not given by ``-o``'s extension
+(audio formats, and with ``--video`` the video containers mp4, mov, mkv and webm)."""
 
 
 def parse_duration(text: str) -> float:
@@ -69,17 +72,34 @@ def parse_duration(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def target_seconds_from(minutes: Optional[float], seconds: Optional[float], duration: Optional[str]) -> float:
-    """The target length from exactly one of ``--minutes``, ``--seconds`` or ``--duration``.
+def target_seconds_from(minutes: Optional[float], seconds: Optional[float], duration: Optional[str], *,
+                        video: Optional[Path] = None) -> float:
+    """The target length from exactly one of ``--minutes``, ``--seconds``, ``--duration`` or ``--video``.
+
+    With ``video``, the clip's exact duration (its video stream's, or its container's
+    when it has none).
 
     Raises
     ------
     ConfigError
-        None or several given, or a value out of range.
+        None or several given, or a value out of range (a clip over the limit).
+    AudioError
+        The clip cannot be read.
     """
     given = [value is not None for value in (minutes, seconds, duration)]
+    if video is not None:
+        if any(given):
+            raise ConfigError("--video sets the target length (the clip's duration): "
+                              "drop --minutes, --seconds and --duration")
+        from harmonizer_cli.core.media import probe_media
+
+        clip_seconds = probe_media(video).duration_seconds
+        if clip_seconds > MAX_TARGET_SECONDS:
+            raise ConfigError(f"the clip is {clip_seconds / 60:.1f} minutes long; targets of at most "
+                              f"{MAX_TARGET_SECONDS // 60} minutes are accepted", path=video)
+        return clip_seconds
     if sum(given) != 1:
-        raise ConfigError("give exactly one of --minutes, --seconds or --duration")
+        raise ConfigError("give exactly one of --minutes, --seconds, --duration or --video")
     if minutes is not None:
         value = minutes * 60.0
     elif seconds is not None:
@@ -123,6 +143,17 @@ def output_path_for(source: Path, *, output: Optional[Path], out_dir: Optional[P
     return folder / f"{source.stem}.extended.{format or 'wav'}"
 
 
+def video_format_for(output: Optional[Path], format: Optional[str]) -> Optional[str]:
+    """The video container (mp4, mov, mkv, webm) ``--format`` or ``output``'s extension names, else None."""
+    name = (format or (output.suffix.lstrip(".") if output is not None else "")).lower()
+    return name if name in VIDEO_OUTPUT_FORMATS else None
+
+
+def is_video_output(output: Path, format: Optional[str]) -> bool:
+    """Whether ``output`` (with ``--format``) is a video container: mp4, mov, mkv or webm."""
+    return video_format_for(output, format) is not None
+
+
 @dataclass(frozen=True)
 class ExtendJob:
     """One file to extend: everything ``run_job`` needs (picklable, for worker processes).
@@ -142,6 +173,13 @@ class ExtendJob:
         Model folder; None: the shipped default.
     use_model : bool
         False: the guided engine on similarity alone (``--no-model``).
+    video : Path or None
+        The clip the music is for (``--video``): ``target_seconds`` is its duration; a
+        video ``output`` is the clip with the music as its audio.
+    fade_out_seconds : float or None
+        Fade the extended music out over its last seconds (``--fade-out``).
+    keep_original_audio_db : float or None
+        Mix the clip's own sound under the music at this level (``--keep-original-audio``).
     """
 
     input: Path
@@ -153,6 +191,9 @@ class ExtendJob:
     engine: str = Engine.guided.value
     model: Optional[Path] = None
     use_model: bool = True
+    video: Optional[Path] = None
+    fade_out_seconds: Optional[float] = None
+    keep_original_audio_db: Optional[float] = None
 
 
 @dataclass
@@ -176,24 +217,58 @@ class ExtendRecord:
     stretch: Optional[dict]
     seed: int
     timings: dict
+    video: Optional[str] = None
+    video_seconds: Optional[float] = None
 
     def to_json(self) -> dict:
         """The record as a JSON-able dict, in this field order."""
         return asdict(self)
 
 
+def _check_video_options(*, target_seconds: float, output: Optional[Path], format: Optional[str],
+                         video: Optional[Path], fade_out_seconds: Optional[float],
+                         keep_original_audio_db: Optional[float]) -> None:
+    """The checks of ``--video``, ``--fade-out`` and ``--keep-original-audio`` made before any work."""
+    import math
+
+    video_format = video_format_for(output, format)
+    if video is None:
+        if video_format is not None:
+            raise ConfigError(f"a video output (.{video_format}) needs --video CLIP: the clip whose picture it keeps",
+                              path=output)
+        if keep_original_audio_db is not None:
+            raise ConfigError("--keep-original-audio needs --video CLIP (the clip whose sound it keeps)")
+    if fade_out_seconds is not None and not (0 < fade_out_seconds <= target_seconds):
+        raise ConfigError(f"--fade-out must be more than 0 and at most the target length "
+                          f"({target_seconds:g} s), got {fade_out_seconds:g}")
+    if keep_original_audio_db is not None and not math.isfinite(keep_original_audio_db):
+        raise ConfigError(f"--keep-original-audio must be a level in dB (such as -12), got {keep_original_audio_db}")
+    if video is None:
+        return
+    from harmonizer_cli.core.media import check_can_mux, probe_media
+
+    info = probe_media(video)
+    if keep_original_audio_db is not None and not info.has_audio:
+        raise ConfigError("the clip has no audio to keep (--keep-original-audio)", path=video)
+    if video_format is not None:
+        check_can_mux(info, video_format, path=output)
+
+
 def make_jobs(inputs: Iterable[Path], *, target_seconds: float, output: Optional[Path] = None,
               out_dir: Optional[Path] = None, format: Optional[str] = None, seed: int = 0, force: bool = False,
               engine: str = Engine.guided.value, model: Optional[Path] = None,
-              use_model: bool = True) -> list[ExtendJob]:
+              use_model: bool = True, video: Optional[Path] = None, fade_out_seconds: Optional[float] = None,
+              keep_original_audio_db: Optional[float] = None) -> list[ExtendJob]:
     """One ``ExtendJob`` per input file, after checking the options work together.
 
     Raises
     ------
     ConfigError
-        Options that exclude each other, or ``-o`` with several inputs.
+        Options that exclude each other, ``-o`` with several inputs, a video output
+        without ``--video``, a clip whose video the output container cannot hold,
+        ``--keep-original-audio`` with a clip without sound.
     AudioError
-        A folder without audio files.
+        A folder without audio files; a clip that cannot be read.
     OutputError
         ``out_dir`` cannot be created.
     """
@@ -201,6 +276,8 @@ def make_jobs(inputs: Iterable[Path], *, target_seconds: float, output: Optional
         raise ConfigError("--model and --no-model exclude each other")
     if not use_model and engine == Engine.neural.value:
         raise ConfigError("the neural engine needs a model: drop --no-model")
+    _check_video_options(target_seconds=target_seconds, output=output, format=format, video=video,
+                         fade_out_seconds=fade_out_seconds, keep_original_audio_db=keep_original_audio_db)
     files = expand_inputs(inputs)
     if output is not None and len(files) != 1:
         raise ConfigError("-o/--output takes one input; use --out-dir for several")
@@ -213,7 +290,8 @@ def make_jobs(inputs: Iterable[Path], *, target_seconds: float, output: Optional
             raise OutputError(f"cannot create the folder ({exc.strerror})", path=out_dir) from exc
     return [ExtendJob(input=source, output=output_path_for(source, output=output, out_dir=out_dir, format=format),
                       target_seconds=target_seconds, format=format, seed=seed, force=force, engine=engine,
-                      model=model, use_model=use_model) for source in files]
+                      model=model, use_model=use_model, video=video, fade_out_seconds=fade_out_seconds,
+                      keep_original_audio_db=keep_original_audio_db) for source in files]
 
 
 @lru_cache(maxsize=4)
@@ -277,13 +355,17 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
         Whatever makes the file fail (bad audio, model, output); nothing is left behind.
     """
     from harmonizer_cli.core.audio_io import (
-        check_output_path, load_audio, output_format_for, output_subtype_for, save_audio,
+        Audio, check_output_path, load_audio, output_format_for, output_subtype_for, save_audio,
     )
     from harmonizer_cli.core.extend import extend_audio
 
     started = time.perf_counter()
     progress = _JobProgress(on_progress)
-    check_output_path(job.output, overwrite=job.force, inputs=(job.input,))
+    inputs = (job.input,) if job.video is None else (job.input, job.video)
+    check_output_path(job.output, overwrite=job.force, inputs=inputs)
+    video_format = video_format_for(job.output, job.format)
+    if video_format is not None and job.video is None:
+        raise ConfigError("a video output needs --video CLIP: the clip whose picture it keeps", path=job.output)
     progress.at(progress.LOAD)
     clock = time.perf_counter()
     audio = load_audio(job.input, max_seconds=MAX_INPUT_SECONDS)
@@ -293,9 +375,28 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
                           seed=job.seed, path=str(job.input),
                           on_progress=progress.engine if on_progress is not None else None)
     clock = time.perf_counter()
-    save_audio(job.output, result.samples, result.sample_rate, format=job.format,
-               subtype=output_subtype_for(job.input, output_format_for(job.output, job.format)),
-               overwrite=job.force, inputs=(job.input,))
+    music = result.samples
+    if job.fade_out_seconds is not None:  # after the extension: the real ending is still there, under the fade
+        from harmonizer_cli.core.media import fade_out
+
+        music = fade_out(music, result.sample_rate, job.fade_out_seconds)
+    if job.keep_original_audio_db is not None and job.video is not None:
+        from harmonizer_cli.core.media import mix_under, read_clip_audio
+
+        clip_sound = read_clip_audio(job.video, sample_rate=result.sample_rate, n_channels=music.shape[1],
+                                     n_samples=music.shape[0])
+        music = mix_under(music, clip_sound, level_db=job.keep_original_audio_db)
+    if video_format is not None:
+        from harmonizer_cli.core.media import encoded_sample_rate, mux_soundtrack
+
+        mux_soundtrack(job.video, Audio(music, result.sample_rate), job.output,  # type: ignore[arg-type]
+                       format=video_format, overwrite=job.force, inputs=(job.input,))
+        written_rate = encoded_sample_rate(VIDEO_OUTPUT_FORMATS[video_format][1], result.sample_rate)
+    else:
+        out_format = output_format_for(job.output, job.format)
+        save_audio(job.output, music, result.sample_rate, format=job.format,
+                   subtype=output_subtype_for(job.input, out_format), overwrite=job.force, inputs=inputs)
+        written_rate = _written_rate(out_format, result.sample_rate)
     progress.at(progress.WRITE, 1, 1)
     timings = {"load": round(load_seconds, 4), **result.timings,
                "write": round(time.perf_counter() - clock, 4),
@@ -303,10 +404,21 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
     return ExtendRecord(
         input=str(job.input), output=str(job.output), input_seconds=round(audio.duration_seconds, 6),
         output_seconds=round(result.duration_seconds, 6), target_seconds=job.target_seconds,
-        sample_rate=result.sample_rate, channels=int(result.samples.shape[1]), seams=result.seams_seconds,
+        sample_rate=written_rate, channels=int(result.samples.shape[1]), seams=result.seams_seconds,
         segments=result.segments, engine=result.engine, model=result.model, fallback=result.fallback,
         tempo_bpm=result.tempo_bpm, beats_per_bar=result.beats_per_bar, stretch=result.stretch, seed=job.seed,
-        timings=timings)
+        timings=timings, video=None if job.video is None else str(job.video),
+        video_seconds=None if job.video is None else round(job.target_seconds, 6))
+
+
+def _written_rate(format: str, sample_rate: int) -> int:
+    """The sample rate an audio output is written at (Opus: 48 kHz unless the music is at a rate it takes)."""
+    from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
+    from harmonizer_cli.core.media import AUDIO_OUTPUT_CODECS, encoded_sample_rate
+
+    if format in AUDIO_OUTPUT_CODECS and format in OUTPUT_FORMATS:
+        return encoded_sample_rate(AUDIO_OUTPUT_CODECS[format][1], sample_rate)
+    return sample_rate
 
 
 # ----------------------------------------------------------------------------- batches

@@ -301,6 +301,68 @@ def test_one_hour_file_memory_is_bounded(tmp_path):
     assert not (tmp_path / "out.flac").exists()
 
 
+# Containers read through PyAV, and --video clips: (exit code, message), as a user sees them.
+CONTAINER_EXPECTED = {
+    "random_bytes.mp4": (3, "cannot decode"),
+    "truncated.mp4": (3, "cannot decode"),  # the index (moov) comes last: half a file has none
+    "video_without_audio.mp4": (3, "has no audio stream"),
+    "encrypted.m4a": (3, r"is encrypted \(DRM\): cannot be read"),
+}
+
+
+@pytest.fixture(scope="module")
+def container_cases(tmp_path_factory) -> dict[str, Path]:
+    from test_media import make_clip, write_audio
+
+    folder = tmp_path_factory.mktemp("containers")
+    whole = make_clip(folder / "whole.mp4", 3.0).read_bytes()
+    (folder / "random_bytes.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 40_000, np.uint8).tobytes())
+    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    make_clip(folder / "video_without_audio.mp4", 3.0, audio_codec=None)
+    clear = write_audio(folder / "clear.m4a", make_song(SONG_SECONDS, sample_rate=44100).samples, 44100,
+                        codec="aac", container_format="ipod").read_bytes()
+    (folder / "encrypted.m4a").write_bytes(clear.replace(b"mp4a", b"enca", 1))  # a CENC sample entry
+    make_clip(folder / "clip.mp4", 25.0)
+    return {name: folder / name for name in (*CONTAINER_EXPECTED, "clip.mp4", "clear.m4a")}
+
+
+@pytest.mark.parametrize("case", list(CONTAINER_EXPECTED))
+def test_extend_bad_containers(container_cases, case, tmp_path):
+    source = container_cases[case]
+    before = digest(source)
+    output = tmp_path / "out.wav"
+    result = run_cli("extend", str(source), "--seconds", "20", "-o", str(output), "--no-model")
+    code, says = CONTAINER_EXPECTED[case]
+    assert_one_error_line(result.stderr, code, result.returncode, names=source.name, says=says)
+    assert not output.exists() and leftovers(tmp_path) == [] and digest(source) == before
+
+
+@pytest.mark.parametrize("case", ["random_bytes.mp4", "truncated.mp4", "encrypted.m4a"])
+def test_extend_with_a_bad_clip(container_cases, case, tmp_path):
+    clip = container_cases[case]
+    output = tmp_path / "scored.mp4"
+    result = run_cli("extend", str(container_cases["clear.m4a"]), "--video", str(clip), "-o", str(output),
+                     "--no-model")
+    code, says = CONTAINER_EXPECTED[case]
+    assert_one_error_line(result.stderr, code, result.returncode, names=clip.name, says=says)
+    assert not output.exists() and leftovers(tmp_path) == []
+
+
+def test_extend_video_interrupted_leaves_nothing(container_cases, tmp_path):
+    output = tmp_path / "scored.mp4"
+    process = start_cli("extend", str(container_cases["clear.m4a"]), "--video", str(container_cases["clip.mp4"]),
+                        "-o", str(output), "--no-model")
+    deadline = time.monotonic() + 60
+    while not leftovers(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the scored clip is being written
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (143, 0), stderr  # 0: it finished first (then the output is whole)
+    assert leftovers(tmp_path) == []
+    if process.returncode == 143:
+        assert not output.exists()
+
+
 def test_extend_short_song_to_ten_minutes(tmp_path):
     source = tmp_path / "song.wav"
     sf.write(source, make_song(SONG_SECONDS, sample_rate=8000).samples, 8000)

@@ -36,6 +36,19 @@ def command(
     model: Annotated[Optional[Path], typer.Option("--model", help="Model folder that guides the choice of jumps "
                                                   "(guided) or generates (neural). Default: the shipped model.")] = None,
     no_model: Annotated[bool, typer.Option("--no-model", help="Guided engine on musical similarity alone.")] = False,
+    video: Annotated[Optional[Path], typer.Option("--video", help="Fit the music to this clip: the target length is "
+                                                  "its exact duration. With -o CLIP.mp4/.mov/.mkv/.webm (or --format), "
+                                                  "the output is the clip with the music as its audio (video copied, "
+                                                  "never re-encoded); with an audio output, only the music.",
+                                                  rich_help_panel="Music for a video")] = None,
+    fade_out: Annotated[Optional[float], typer.Option("--fade-out", metavar="SECONDS", help="Fade the music out over "
+                                                      "its last SECONDS (after the extension: the real ending is "
+                                                      "still there, under the fade). Default: no fade.",
+                                                      rich_help_panel="Music for a video")] = None,
+    keep_original_audio: Annotated[Optional[float], typer.Option("--keep-original-audio", metavar="LEVEL_DB",
+                                                                 help="Mix the clip's own sound under the music at "
+                                                                 "LEVEL_DB (such as -12). Default: the music alone.",
+                                                                 rich_help_panel="Music for a video")] = None,
 ) -> None:
     """Extend (or shorten) songs to an exact duration, keeping their real beginning and ending.
 
@@ -59,11 +72,15 @@ def command(
     fixed 0.5 s grid with longer (80 ms) crossfades whose seams may move freely
     ("fallback": "no-pulse" in --json).
 
+    --video CLIP fits the music to a clip: the target is the clip's exact
+    duration; -o scored.mp4 (or .mov: AAC audio; .mkv, .webm: Opus) writes the
+    clip with the music as its only audio, its video copied packet for packet.
+
     --json prints, per input, one line: input, output, input_seconds,
     output_seconds, target_seconds, sample_rate, channels, seams (output times,
     s), segments (source_start, source_end, output_start, s), engine, model,
     fallback, tempo_bpm, beats_per_bar, stretch ({"factor", "region_seconds"}
-    or null), seed, timings (s).
+    or null), seed, timings (s), video and video_seconds (the clip, or null).
 
     The neural engine needs a model; it only extends, appending frames after
     the untouched original (no real ending: that is the paper's method).
@@ -73,9 +90,10 @@ def command(
     # are small, and threads only contend with each other and with --jobs workers
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    job_list = make_jobs(inputs, target_seconds=target_seconds_from(minutes, seconds, duration), output=output,
-                         out_dir=out_dir, format=format.value if format is not None else None, seed=seed,
-                         force=force, engine=engine.value, model=model, use_model=not no_model)
+    job_list = make_jobs(inputs, target_seconds=target_seconds_from(minutes, seconds, duration, video=video),
+                         output=output, out_dir=out_dir, format=format.value if format is not None else None,
+                         seed=seed, force=force, engine=engine.value, model=model, use_model=not no_model,
+                         video=video, fade_out_seconds=fade_out, keep_original_audio_db=keep_original_audio)
 
     def report(record: ExtendRecord) -> None:
         if as_json:

@@ -1,10 +1,14 @@
 """Reading and writing audio files, and the model's view of audio.
 
 ``load_audio`` returns a file's samples as they are: its own sample rate and
-channel count, float32, never resampled or downmixed. ``to_model_view`` makes the
-22050 Hz mono signal that analysis and the model work on. ``save_audio`` writes
-wav, flac, ogg or mp3 (chosen by the extension) in blocks, through a temporary
-file in the destination folder that is renamed into place only when complete.
+channel count, float32, never resampled or downmixed. wav, flac, ogg, mp3 and aiff
+go through libsndfile; m4a, aac, alac, mka, webm, mkv, mov, mp4 and the audio of
+any video file through PyAV (``core.media``, FFmpeg inside its wheels); audioread
+is the last fallback for what neither opens. ``to_model_view`` makes the 22050 Hz
+mono signal that analysis and the model work on. ``save_audio`` writes wav, flac,
+ogg, mp3 (libsndfile), m4a and opus (PyAV), chosen by the extension, in blocks,
+through a temporary file in the destination folder that is renamed into place only
+when complete.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "Audio",
     "MODEL_SAMPLE_RATE",
     "AUDIO_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "OUTPUT_FORMATS",
     "load_audio",
     "output_subtype_for",
@@ -42,25 +47,38 @@ __all__ = [
 MODEL_SAMPLE_RATE = 22050
 
 #: File extensions taken as audio wherever a folder is read (extend, preprocess,
-#: fetch-data): the formats ``load_audio`` decodes.
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif",
-                            ".wma"})
+#: fetch-data): the audio formats ``load_audio`` decodes. Video files are not in it
+#: (a folder of songs may hold the clip they are for); named one by one, their audio
+#: track is read all the same.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".alac", ".mka",
+                            ".aiff", ".aif", ".wma"})
 
-#: Output formats: name -> (libsndfile major format, default subtype).
+#: File extensions of video containers: ``--video`` clips, and songs whose audio track
+#: ``load_audio`` reads through PyAV.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg",
+                            ".ts", ".m2ts", ".mts", ".3gp", ".ogv"})
+
+#: Output formats: name -> (container, codec): the libsndfile major format and default
+#: subtype, except m4a (AAC) and opus (Opus in Ogg), which PyAV writes (``_PYAV_OUTPUTS``).
 OUTPUT_FORMATS = {
     "wav": ("WAV", "PCM_16"),
     "flac": ("FLAC", "PCM_16"),
     "ogg": ("OGG", "VORBIS"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
+    "m4a": ("M4A", "AAC"),
+    "opus": ("OGG", "OPUS"),
 }
+_PYAV_OUTPUTS = frozenset({"m4a", "opus"})
 
 #: Subtype names accepted for ``bit_depth``-like choices.
 WAV_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 
 # Lossy formats libsndfile reads.
 _LOSSY_SUFFIXES = {".mp3", ".ogg", ".oga", ".opus"}
-# Containers libsndfile cannot read; decoded through audioread (ffmpeg) when present.
-_AUDIOREAD_SUFFIXES = {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".alac"}
+# Containers libsndfile cannot read: decoded through PyAV first (then audioread).
+_PYAV_SUFFIXES = frozenset({".m4a", ".m4b", ".aac", ".alac", ".mka", ".wma", ".ac3"}) | VIDEO_SUFFIXES
+# Codecs whose samples have a bit depth worth keeping (read through PyAV).
+_LOSSLESS_CODECS = frozenset({"alac", "flac", "wavpack", "tta", "truehd", "mlp"})
 
 # Frames per block when reading or writing (a few minutes of Ogg Vorbis written in one
 # libsndfile call crash it with a segmentation fault).
@@ -180,11 +198,50 @@ def _read_audioread(path: Path) -> tuple[np.ndarray, int]:
     return data.astype(np.float32) / 32768.0, sample_rate
 
 
+_UNDECODABLE = "cannot decode: not an audio file, or a corrupt or unsupported format"
+_SNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, EOFError)
+
+
+def _decode_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Try the readers in the suffix's order; definitive errors (too long, DRM) stop at once.
+
+    Container suffixes (m4a, mp4, mkv, ...): PyAV, then audioread. Others: libsndfile,
+    then PyAV, then audioread. A file PyAV opens but finds no audio in is an error of
+    its own when PyAV is the first reader (a video without sound), and otherwise a file
+    that is not what its name says.
+    """
+    from harmonizer_cli.core.media import NoAudioStreamError, UndecodableError, read_audio_track
+
+    pyav_first = path.suffix.lower() in _PYAV_SUFFIXES
+    failure: Exception | None = None
+    if not pyav_first:
+        try:
+            return _read_soundfile(path, max_seconds)
+        except _SNDFILE_ERRORS as exc:
+            failure = exc
+    try:
+        return read_audio_track(path, max_seconds=max_seconds)
+    except NoAudioStreamError as exc:
+        if pyav_first:
+            raise
+        failure = failure or exc
+    except UndecodableError as exc:
+        failure = exc if pyav_first else failure or exc
+    try:
+        return _read_audioread(path)
+    except Exception as exc:  # audioread's own errors, or no backend (no system ffmpeg): the first failure wins
+        if isinstance(failure, UndecodableError) and pyav_first:
+            raise AudioError(failure.message, path=path) from exc
+        raise AudioError(_UNDECODABLE, path=path) from failure
+
+
 def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> Audio:
     """Read an audio file at its own sample rate and channel count.
 
-    mp3, wav, flac, ogg (Vorbis, Opus) and aiff are read by libsndfile; m4a, aac and
-    other containers through audioread when a backend such as ffmpeg is installed.
+    mp3, wav, flac, ogg (Vorbis, Opus) and aiff are read by libsndfile; m4a, aac, alac,
+    mka, webm, mkv, mov, mp4 and the audio track of any video file through PyAV; what
+    neither opens, through audioread (when a backend such as ffmpeg is installed). No
+    system ffmpeg is needed for any of the formats named here.
 
     Parameters
     ----------
@@ -203,8 +260,9 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
     Raises
     ------
     AudioError
-        Missing file, a directory, an empty or undecodable file, no samples,
-        NaN/infinite samples, or longer than ``max_seconds``. The message names the file.
+        Missing file, a directory, an empty or undecodable file, no audio stream (a
+        video without sound), an encrypted (DRM) file, no samples, NaN/infinite
+        samples, or longer than ``max_seconds``. The message names the file.
 
     Examples
     --------
@@ -215,26 +273,7 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
     path = Path(path)
     _check_input_path(path)
     try:
-        if path.suffix.lower() in _AUDIOREAD_SUFFIXES:
-            samples, sample_rate = _read_audioread(path)
-        else:
-            samples, sample_rate = _read_soundfile(path, max_seconds)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
-        # libsndfile rejects the file: try audioread (ffmpeg) before giving up.
-        try:
-            samples, sample_rate = _read_audioread(path)
-        except AudioError as fallback_error:
-            if "no decoder backend" in fallback_error.message and path.suffix.lower() in _AUDIOREAD_SUFFIXES:
-                raise
-            raise AudioError(
-                "cannot decode: not an audio file, or a corrupt or unsupported format", path=path
-            ) from exc
-        except Exception:
-            raise AudioError(
-                "cannot decode: not an audio file, or a corrupt or unsupported format", path=path
-            ) from exc
+        samples, sample_rate = _decode_any(path, max_seconds)
     except MemoryError as exc:
         raise AudioError("too large to decode in memory", path=path) from exc
     _check_duration(path, samples.shape[0], sample_rate, max_seconds)
@@ -249,8 +288,10 @@ def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:
     included, gets the format's default (16-bit for WAV and FLAC). None where the
     format has no choice (Ogg Vorbis, mp3) or the source's header cannot be read.
     """
-    if format not in ("wav", "flac") or Path(source).suffix.lower() in _LOSSY_SUFFIXES | _AUDIOREAD_SUFFIXES:
+    if format not in ("wav", "flac") or Path(source).suffix.lower() in _LOSSY_SUFFIXES:
         return None  # lossy sources have no bit depth to keep (and mp3 headers make libmpg123 talk)
+    if Path(source).suffix.lower() in _PYAV_SUFFIXES:
+        return _pyav_subtype_for(Path(source), format)
     try:
         with _c_stderr_silenced():
             subtype = sf.info(str(source)).subtype
@@ -260,6 +301,25 @@ def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:
         if format == "flac":
             return "PCM_24"
         return {"DOUBLE": "FLOAT"}.get(subtype, subtype)
+    return None
+
+
+def _pyav_subtype_for(source: Path, format: str) -> str | None:
+    """24-bit for a 24/32-bit lossless track in a container (ALAC in m4a); None for lossy codecs."""
+    try:
+        import av
+
+        with av.open(str(source), "r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return None
+            context = container.streams.audio[0].codec_context
+            if context is None or context.name not in _LOSSLESS_CODECS:
+                return None
+            bits = int(getattr(context, "bits_per_raw_sample", 0) or 0) or 8 * context.format.bytes
+    except Exception:  # noqa: BLE001 - only a hint: the default subtype is fine
+        return None
+    if bits > 16:
+        return "PCM_24"
     return None
 
 
@@ -312,7 +372,7 @@ def to_model_view(audio: Audio, *, sample_rate: int = MODEL_SAMPLE_RATE) -> np.n
 
 
 def output_format_for(path: str | os.PathLike, format: str | None = None) -> str:
-    """The output format name (``wav``, ``flac``, ``ogg`` or ``mp3``) for ``path``.
+    """The output format name (``wav``, ``flac``, ``ogg``, ``mp3``, ``m4a`` or ``opus``) for ``path``.
 
     ``format`` wins when given; otherwise the extension decides; unknown extensions
     raise ``ConfigError``-like ``OutputError``.
@@ -457,10 +517,14 @@ def save_audio(
         Float samples; values outside [-1, 1] are clipped for integer formats.
     sample_rate : int
         Samples per second.
-    format : {"wav", "flac", "ogg", "mp3"}, optional
+    format : {"wav", "flac", "ogg", "mp3", "m4a", "opus"}, optional
+        m4a is AAC (96 kbit/s per channel) and opus is Opus in Ogg (64 kbit/s per
+        channel, at 48 kHz unless the audio is at 8, 12, 16 or 24 kHz: other rates
+        are resampled), both written through PyAV.
     subtype : str, optional
         A libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, …) or one of
-        ``"16"``, ``"24"``, ``"float"``; default 16-bit PCM for wav and flac.
+        ``"16"``, ``"24"``, ``"float"``; default 16-bit PCM for wav and flac. Ignored
+        for m4a and opus.
     overwrite : bool
         Replace an existing file (``--force``).
     inputs : tuple of paths
@@ -486,6 +550,12 @@ def save_audio(
         samples = samples[:, None]
     if samples.shape[0] == 0:
         raise OutputError("refusing to write an empty file (no samples)", path=path)
+    if name in _PYAV_OUTPUTS:
+        from harmonizer_cli.core.media import write_audio_file
+
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            write_audio_file(tmp, samples, sample_rate, format=name, path=path)
+        return path
     if subtype not in ("FLOAT", "DOUBLE"):
         samples = np.clip(samples, -1.0, 1.0)
     if not sf.check_format(major, subtype):
