@@ -59,8 +59,14 @@ def test_chroma_follows_the_harmony():
 
 
 def test_too_short_is_an_audio_error():
-    with pytest.raises(AudioError, match="too short"):
-        analyze_song(make_song(4.0), path="short.wav")
+    with pytest.raises(AudioError, match=r"too short to extend \(1\.5 s; at least 2 s needed\)"):
+        analyze_song(make_song(1.5), path="short.wav")
+
+
+def test_a_short_clip_is_cut_on_a_fine_grid():
+    analysis = analyze_song(make_song(3.0))
+    assert analysis.duration_seconds == pytest.approx(3.0)
+    assert analysis.n_beats >= 8
 
 
 def test_silence_is_an_audio_error():

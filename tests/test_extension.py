@@ -394,11 +394,13 @@ def test_a_quiet_intro_among_loud_music_is_charged_as_a_dip():
 
 def test_the_real_ending_is_not_played_mid_way(song):
     """No jump leaves from inside the song's last seconds: those play once, at the end."""
-    from harmonizer_cli.core.extend.plan import TAIL_MIN_SECONDS
+    from harmonizer_cli.core.audio_io import to_model_view
+    from harmonizer_cli.core.extend import analyze_song
+    from harmonizer_cli.core.extend.plan import tail_seconds
 
     longer = make_song(seconds=40.0, seed=4)
     result = extend_audio(longer, target_seconds=100.0, seed=0)
-    tail_start = longer.duration_seconds - min(TAIL_MIN_SECONDS, 0.3 * longer.duration_seconds)
+    tail_start = longer.duration_seconds - tail_seconds(analyze_song(to_model_view(longer)))
     beat = 0.5  # 120 BPM; a cut may move up to 30 % of a beat after its beat
     for segment in result.segments[:-1]:
         assert segment["source_end"] <= tail_start + 0.3 * beat + 1e-3

@@ -18,7 +18,8 @@ tracker, no numba, no TensorFlow) so that ``harmonizer extend`` starts fast:
 7. per-beat chroma (L2-normalised), timbre (DCT of log-mel, 20 coefficients,
    the 0th dropped) and loudness (RMS in dB).
 
-Music without a detectable pulse gets a fixed 0.5 s grid (``fallback="no-pulse"``).
+Music without a detectable pulse, or with fewer than 8 beats, gets a fixed grid
+(``fallback="no-pulse"``): 0.5 s, finer for short clips (16 points at least).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ HOP = 512
 N_MELS = 64
 N_TIMBRE = 20
 #: Shorter input cannot be analysed (AudioError).
-MIN_ANALYSIS_SECONDS = 6.0
-#: Fewer beats than this cannot be recombined (AudioError).
+MIN_ANALYSIS_SECONDS = 2.0
+#: Fewer tracked beats than this: the song is cut on the no-pulse grid instead.
 MIN_BEATS = 8
 #: Below this pulse strength (folding coherence at the pulse over the song's median
 #: across tempi) there is no pulse to track: a short chord 1.3, the ambient guitar
@@ -53,6 +54,8 @@ PULSE_MIN_COHERENCE = 0.15
 RHYTHM_CONTEXT_SECONDS = 2.0
 #: Grid used when no pulse is found, seconds per unit.
 NO_PULSE_GRID_SECONDS = 0.5
+#: ... made finer for short clips, so that they have at least this many grid points.
+MIN_GRID_POINTS = 16
 # Peak level below which a file counts as digital silence.
 _SILENCE_PEAK = 10 ** (-80 / 20)
 
@@ -511,7 +514,7 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     mono = np.asarray(mono, dtype=np.float32)
     duration = mono.size / float(sample_rate)
     if duration < MIN_ANALYSIS_SECONDS:
-        raise AudioError(f"too short to extend ({duration:.1f} s; at least {MIN_ANALYSIS_SECONDS:.0f} s needed)",
+        raise AudioError(f"too short to extend ({duration:.1f} s; at least {MIN_ANALYSIS_SECONDS:g} s needed)",
                          path=path)
     if float(np.max(np.abs(mono))) < _SILENCE_PEAK:
         raise AudioError("is digital silence: nothing to extend", path=path)
@@ -537,7 +540,7 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     if beats.size < MIN_BEATS or not regular:
         fallback = "no-pulse"
         force_grid = True
-        grid = NO_PULSE_GRID_SECONDS
+        grid = min(NO_PULSE_GRID_SECONDS, duration / MIN_GRID_POINTS)
         beat_seconds = np.arange(0.0, duration - grid / 2, grid)
         tempo = 60.0 / grid
     else:

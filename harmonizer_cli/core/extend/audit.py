@@ -1,10 +1,12 @@
 """The seam audit: every rendered seam is measured, and a path with a seam that stands out is re-planned.
 
-Each seam is measured as the quality benchmark measures seams (``quality.seams``: the
-sample-step crest within +-5 ms and the spectral jump between the 50 ms either side)
-against the song's own moments (the 80th percentile over points every 50 ms). A jump
-whose seam stands out is banned, with the same jump a beat either side, and the path
-re-planned, at most ``SEAM_AUDIT_ROUNDS`` plans in all; the least exposed is kept.
+Each seam is measured as the quality benchmark measures seams: the sample-step crest
+within +-5 ms and the spectral jump between the 50 ms either side (``quality.seams``)
+against the song's own moments (the 80th percentile over points every 50 ms), and the
+groove (``quality.groove``: the phase of the song's pulse in the 3 s before against
+the 3 s after, against the song's own jitter). A jump whose seam stands out or
+stumbles is banned, with the same jump a beat either side, and the path re-planned,
+at most ``SEAM_AUDIT_ROUNDS`` plans in all; the least exposed is kept.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from typing import Optional
 
 import numpy as np
 
-from harmonizer_cli.core.audio_io import Audio, to_mono
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono
 from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.guidance import TargetCost
-from harmonizer_cli.core.extend.plan import PlannedPath, plan_path
-from harmonizer_cli.core.extend.render import splice
+from harmonizer_cli.core.extend.plan import (
+    PlannedPath, plan_path, seam_shift_seconds,
+)
+from harmonizer_cli.core.extend.render import SEAM_BUDGET_SHARE, splice
+from harmonizer_cli.core.extend.stretch import MAX_STRETCH, MAX_STRETCH_SECONDS
+from harmonizer_cli.core.quality.groove import Pulse, find_pulse, onset_envelope, phase_jumps
 from harmonizer_cli.core.quality.seams import seam_exposure
 
 __all__ = ["audited_plan", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
@@ -48,22 +54,38 @@ def exposure_limits(audio: Audio, song_mono: np.ndarray, analysis: SongAnalysis)
     return np.maximum(limits, 1e-6)
 
 
-def _seam_exposure_of(spliced, limits: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The worst of crest and novelty at each rendered seam, over the song's limits."""
-    exposure = np.stack([
-        seam_exposure(window, to_mono(window), sample_rate=sample_rate,
-                      points=np.array([(int(round(seam * sample_rate)) - window_start) / sample_rate]))[0]
-        for (window, window_start), seam in zip(spliced.windows, spliced.seams)]) / limits[None, :]
-    return np.nan_to_num(np.max(exposure, axis=1), nan=0.0)
+def _seam_exposure_of(spliced, limits: np.ndarray, sample_rate: int, pulse: Optional[Pulse]) -> np.ndarray:
+    """The worst of crest and novelty at each rendered seam over the song's limits, and of
+    the groove's phase jump over the song's own jitter (1 = as exposed as allowed)."""
+    worst = np.zeros(len(spliced.seams))
+    for k, ((window, window_start), seam) in enumerate(zip(spliced.windows, spliced.seams)):
+        mono = to_mono(window)
+        at = (int(round(seam * sample_rate)) - window_start) / sample_rate
+        exposure = seam_exposure(window, mono, sample_rate=sample_rate, points=np.array([at]))[0] / limits
+        worst[k] = float(np.nan_to_num(np.max(exposure), nan=0.0))
+        if pulse is not None:
+            envelope, frame_rate = onset_envelope(resample(mono, from_rate=sample_rate, to_rate=MODEL_SAMPLE_RATE),
+                                                  sample_rate=MODEL_SAMPLE_RATE)
+            jumps = np.abs(phase_jumps(envelope, frame_rate, np.array([at]), pulse)[0]) / pulse.thresholds
+            if np.isfinite(jumps).any():
+                worst[k] = max(worst[k], float(np.nanmax(jumps)))
+    return worst
+
+
+def _reaches_length(plan: PlannedPath, analysis: SongAnalysis) -> bool:
+    """Whether the seams' shifts and the local stretch can take the plan's residual."""
+    shift = seam_shift_seconds(analysis)
+    return abs(plan.residual_seconds) <= SEAM_BUDGET_SHARE * len(plan.jumps) * shift + MAX_STRETCH * MAX_STRETCH_SECONDS
 
 
 def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *, seed: int,
-                 guidance: Optional[TargetCost], song_mono: np.ndarray) -> tuple[PlannedPath, dict]:
+                 guidance: Optional[TargetCost], song_mono: np.ndarray, view: np.ndarray) -> tuple[PlannedPath, dict]:
     """The least exposed of at most ``SEAM_AUDIT_ROUNDS`` plans.
 
     Every seam as rendered must be no more exposed (sample step, spectral jump) than
-    most of the song's own moments; a jump whose seam is gets banned and the path
-    re-planned.
+    most of the song's own moments, and must not make the song's pulse stumble; a
+    jump whose seam does gets banned and the path re-planned. ``view`` is the song's
+    22050 Hz mono view (its pulse is found there once).
 
     Returns
     -------
@@ -74,6 +96,7 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
     import time
 
     limits = None
+    pulse = None if analysis.fallback else find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE))
     banned: set = set()
     best = None
     plan_seconds = render_seconds = 0.0
@@ -86,13 +109,14 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
         if plan.jumps:
             if limits is None:
                 limits = exposure_limits(audio, song_mono, analysis)
-            worst = _seam_exposure_of(spliced, limits, audio.sample_rate)
+            worst = _seam_exposure_of(spliced, limits, audio.sample_rate, pulse)
         else:
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock
-        score = float(worst.max()) if worst.size else 0.0
-        if best is None or score < best[0] - 1e-9:
-            best = (score, plan)
+        # (a plan the seams and the local stretch cannot bring to length ranks last)
+        rank = (not _reaches_length(plan, analysis), float(worst.max()) if worst.size else 0.0)
+        if np.isfinite(plan.score) and (best is None or rank < best[0]):
+            best = (rank, plan)
         exposed = [plan.jumps[k] for k in np.flatnonzero(worst > 1.0)]
         if not exposed or attempt + 1 == SEAM_AUDIT_ROUNDS:
             break

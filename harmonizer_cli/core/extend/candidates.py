@@ -25,6 +25,8 @@ from harmonizer_cli.core.extend.levels import dip_frames, level_and_running_medi
 
 __all__ = ["JumpCandidates", "jump_candidates", "rhythm_lags", "unit_beats", "seam_dip"]
 
+#: A planning bar is at least this long (the meter, doubled).
+PLANNING_BAR_SECONDS = 1.5
 #: Weight of the local spectral jump at a cut (beside the bar-context cost).
 LOCAL_WEIGHT = 3.0
 #: Weight (per dB) of a level dip near a seam deeper than any in the song.
@@ -121,9 +123,11 @@ def _local_seam_cost(analysis: SongAnalysis) -> np.ndarray:
 
 
 def unit_beats(analysis: SongAnalysis) -> int:
-    """Beats per planning bar: the meter, doubled while a bar is shorter than 1.5 s."""
+    """Beats per planning bar: the meter, doubled while a bar is shorter than 1.5 s (a
+    third of the song in a short clip, so that it still holds a few bars)."""
     unit = analysis.beats_per_bar
-    while unit * analysis.beat_period_seconds < 1.5:
+    shortest = min(PLANNING_BAR_SECONDS, analysis.duration_seconds / 3.0)
+    while unit * analysis.beat_period_seconds < shortest and 2 * unit <= max(2, analysis.n_beats // 3):
         unit *= 2
     return unit
 
@@ -179,7 +183,12 @@ def rhythm_lags(analysis: SongAnalysis) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _context_cost(analysis: SongAnalysis) -> np.ndarray:
-    """Beat distance averaged over the bar around both sides of each jump [n, n] (NaN off the edges)."""
+    """Beat distance averaged over the bar around both sides of each jump [n, n].
+
+    Near the song's edges only the beats that exist count (at least a third of the
+    context's weight: a clip must be able to loop from its last beats back to its very
+    first); NaN where less is there.
+    """
     n = analysis.n_beats
     distance = _beat_distance(analysis)
     context = max(2, min(unit_beats(analysis), 4))
@@ -188,10 +197,13 @@ def _context_cost(analysis: SongAnalysis) -> np.ndarray:
     padded = np.full((n + 2 * context, n + 2 * context), np.nan)
     padded[context:context + n, context:context + n] = distance
     cost = np.zeros((n, n))
+    present = np.zeros((n, n))
     for offset, weight in zip(offsets, weights):
-        cost += weight * padded[context + offset:context + offset + n, context + offset:context + offset + n]
-    cost /= weights.sum()
-    return cost
+        values = padded[context + offset:context + offset + n, context + offset:context + offset + n]
+        finite = np.isfinite(values)
+        cost += np.where(finite, weight * values, 0.0)
+        present += weight * finite
+    return np.where(present >= weights.sum() / 3.0, cost / np.maximum(present, 1e-12), np.nan)
 
 
 def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: int = 12) -> JumpCandidates:

@@ -203,7 +203,8 @@ def extend_audio(
     guidance = TargetCost(predictor, mono) if predictor is not None else None
     guidance_seconds = time.perf_counter() - clock
     song_mono = to_mono(audio.samples)
-    plan, seconds = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono)
+    plan, seconds = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
+                                 view=mono)
     timings["plan"] = round(guidance_seconds + seconds["plan"], 4)
     progress(2, 3)
     clock = time.perf_counter()

@@ -28,12 +28,18 @@ from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.candidates import JumpCandidates, jump_candidates, unit_beats
 from harmonizer_cli.core.extend.guidance import TARGET_WEIGHT, TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
+from harmonizer_cli.core.extend.loops import plan_loops
 
-__all__ = ["PlannedPath", "plan_path", "modal_lag_share", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
+__all__ = ["PlannedPath", "plan_path", "modal_lag_share", "tail_seconds", "seam_shift_seconds", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
            "NO_PULSE_SEAM_SHIFT_SECONDS"]
 
-#: The real ending kept untouched is at least this long (shorter songs: 30 %).
+#: The real ending kept untouched is this long; in shorter songs the last
+#: ``ENDING_SECONDS`` (all of a short clip), and at least 30 %.
 TAIL_MIN_SECONDS = 11.0
+ENDING_SECONDS = 10.0
+#: Songs of fewer planning bars than this are short clips, looped (``loops``): one-bar
+#: segments and jumps, and the ending played through and left again before the last time.
+SHORT_SONG_BARS = 8
 #: Largest timing shift applied at one seam to absorb the length residual.
 MAX_SEAM_SHIFT_SECONDS = 0.010
 #: The same without a pulse (a fixed grid: no groove to keep).
@@ -107,6 +113,26 @@ SHORT_RESIDUAL_WEIGHT = 4.0
 SECOND_SEAM_WEIGHT = 0.5
 
 
+def seam_shift_seconds(analysis: SongAnalysis) -> float:
+    """How far one seam may move to absorb length: ``MAX_SEAM_SHIFT_SECONDS`` on a beat
+    grid (the groove is kept); on the no-pulse grid half a grid unit, at most
+    ``NO_PULSE_SEAM_SHIFT_SECONDS``."""
+    if not analysis.fallback:
+        return MAX_SEAM_SHIFT_SECONDS
+    return min(NO_PULSE_SEAM_SHIFT_SECONDS, 0.5 * analysis.beat_period_seconds)
+
+
+def tail_seconds(analysis: SongAnalysis) -> float:
+    """How much of the song's end is its real ending, played once, untouched, at the end.
+
+    ``TAIL_MIN_SECONDS``; in shorter songs what a listener compares with the song's
+    ending (the last ``ENDING_SECONDS``, all of a short clip from its first beat), and
+    at least 30 % of the song.
+    """
+    duration = analysis.duration_seconds
+    return min(TAIL_MIN_SECONDS, max(0.3 * duration, min(ENDING_SECONDS, duration - float(analysis.beat_seconds[0]))))
+
+
 @dataclass
 class PlannedPath:
     """Source segments in beat indices.
@@ -172,19 +198,19 @@ class _Geometry:
         min_lag = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
         if relaxed:  # short songs: one-bar segments and jumps
             seg_min = min_lag = bar
-        tail_min = min(TAIL_MIN_SECONDS, 0.3 * duration)
+        tail_min = tail_seconds(analysis)
         period = analysis.beat_period_seconds
         # a landing must leave room for the real ending, or for a further jump
-        last_start = int(np.searchsorted(times, duration - tail_min, side="right") - 1)
+        last_start = int(np.searchsorted(times, duration - tail_min + 1e-6, side="right") - 1)
         typical = float(np.clip(TYPICAL_SHARE * duration, 4 * bar * period, TYPICAL_MAX_SECONDS))
         # (short songs, relaxed: the ending may be left again where nothing else reaches the target)
-        leave_last = n - 1 if relaxed else max(last_start, seg_min + 1)
+        leave_last = n - 1 if relaxed else min(n - 1, max(last_start, seg_min + 1))
         # every jump goes back at least min_lag beats: short songs and long targets need many
         max_steps = 64 + int(abs(target_seconds - duration) / max(min_lag * period, 0.25))
         return cls(target_seconds=target_seconds, times=times, n=n, duration=duration, period=period, bar=bar,
                    seg_min=seg_min, min_lag=min_lag, tail_min=tail_min, last_start=last_start,
                    leave_last=leave_last, typical=typical, typical_beats=max(seg_min, int(typical / period)),
-                   seam_shift=NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS,
+                   seam_shift=seam_shift_seconds(analysis),
                    max_steps=max_steps, relaxed=relaxed)
 
 
@@ -235,7 +261,8 @@ class _PathSearch:
         g, cands, times = self.g, self.cands, self.g.times
         # the song's last seconds are its real ending: never played through mid-way
         # and left again (a fake ending and a restart), only at the very end
-        mask = (cands.a >= w.p_beat + g.seg_min) & (cands.a <= g.leave_last) & (cands.b <= g.last_start)
+        mask = (cands.a >= w.p_beat + g.seg_min) & (cands.a <= g.leave_last) & \
+            ((cands.b <= g.last_start) | (cands.b + g.seg_min <= g.leave_last))
         if not w.jumps:
             mask &= cands.a >= g.seg_min
         a, b, cost, back = cands.a[mask], cands.b[mask], cands.cost[mask], cands.back_seconds[mask]
@@ -427,10 +454,18 @@ def plan_path(
     ValueError
         ``n_restarts`` below 1.
     """
-    g = _Geometry.of(analysis, target_seconds, relaxed=_relaxed)
+    short_clip = analysis.n_beats // unit_beats(analysis) < SHORT_SONG_BARS
+    g = _Geometry.of(analysis, target_seconds, relaxed=_relaxed or short_clip)
     if abs(g.extra) < 1e-3:
         return PlannedPath([], 0.0, g.extra)
     cands = _candidate_costs(analysis, g, banned=banned, target_cost=target_cost)
+    if short_clip and g.extra > 0:  # a few bars: looped
+        looped = plan_loops(cands, g.times, extra_seconds=g.extra, seg_min=g.seg_min, last_start=g.last_start,
+                            period=g.period, seam_shift=g.seam_shift)
+        if looped is None:  # (the audit banned every loop: keep what it had)
+            return PlannedPath([], np.inf, g.extra)
+        jumps, landings, residual, cost = looped
+        return PlannedPath(jumps, cost, residual, landings)
     rng = np.random.default_rng(seed)
     if g.extra < 0:
         short = _plan_shortening(analysis, target_seconds, cands, seg_min=g.seg_min, last_start=g.last_start,

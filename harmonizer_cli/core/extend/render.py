@@ -22,8 +22,9 @@ import numpy as np
 from harmonizer_cli.core.audio_io import Audio, to_mono
 from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.plan import (
-    MAX_SEAM_SHIFT_SECONDS, NO_PULSE_SEAM_SHIFT_SECONDS, TAIL_MIN_SECONDS, PlannedPath,
+    PlannedPath, seam_shift_seconds, tail_seconds,
 )
+from harmonizer_cli.core.quality.groove import GROOVE_GAP_SECONDS, GROOVE_WINDOW_SECONDS
 from harmonizer_cli.core.quality.seams import spectral_jump, step_crest
 
 __all__ = ["Piece", "Spliced", "align", "crossfade", "crossfade_gains", "normalised_xcorr", "splice",
@@ -197,7 +198,7 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     planned = sum(end - start for start, end in spans)
     residual = n_target - planned
     # without a pulse there is no groove to keep: a seam may move by up to half a grid unit
-    seam_shift = NO_PULSE_SEAM_SHIFT_SECONDS if analysis.fallback else MAX_SEAM_SHIFT_SECONDS
+    seam_shift = seam_shift_seconds(analysis)
     max_shift = int(round(seam_shift * sample_rate))
     # the seams absorb what they can (each moves by at most max_shift); a local
     # pitch-preserving stretch of one steady region takes the rest after rendering
@@ -265,7 +266,8 @@ def _assemble(seams: _Seams, *, n_source: int, sample_rate: int, assemble: bool)
     n_seams = len(pieces) - 1
     out_blocks: list = []
     windows: list = []
-    reach_out = int(0.1 * sample_rate)  # beyond the 50 ms either side that the audit measures
+    # the audit measures 50 ms either side for the splice and the groove's 3 s windows
+    reach_out = int((GROOVE_WINDOW_SECONDS + GROOVE_GAP_SECONDS + 0.1) * sample_rate)
     out_len = 0
     seam_times: list = []
     segments: list = []
@@ -290,8 +292,11 @@ def _assemble(seams: _Seams, *, n_source: int, sample_rate: int, assemble: bool)
             x = desired
         start_b = piece_b.start + x
         fade = fades[k]
-        start_b = int(np.clip(start_b, fade // 2, piece_b.audio.shape[0] - 1))
         half = fade // 2
+        if start_b < half:  # B starts at the song's first samples: cut both later (length and alignment kept)
+            late = min(half - start_b, piece_a.audio.shape[0] - fade - cut_a + half)
+            cut_a, start_b = cut_a + late, start_b + late
+        start_b = int(np.clip(start_b, half, piece_b.audio.shape[0] - 1))
         # A up to the crossfade, then the crossfade
         out_blocks.append(piece_a.audio[cursor:cut_a - half])
         seg_a = piece_a.audio[cut_a - half: cut_a - half + fade]
@@ -346,7 +351,7 @@ def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_secon
         bounds += [int(round(times[a] * sample_rate)), int(round(landing * sample_rate))]
     bounds.append(n_source)
     spans = [(bounds[2 * k], bounds[2 * k + 1]) for k in range(len(bounds) // 2)]
-    tail_keep = min(TAIL_MIN_SECONDS, 0.3 * analysis.duration_seconds)
+    tail_keep = tail_seconds(analysis)
     head_keep = min(HEAD_KEEP_SECONDS, 0.25 * target_seconds)
     if not plan.jumps:  # the target equals the length within a ms
         segments = [{"source_start": 0.0, "source_end": round(n_source / sample_rate, 4), "output_start": 0.0}]

@@ -12,7 +12,7 @@ than it ever does across the song's own moments. The song's own jitter is the 95
 percentile of the same jump at random points of the original.
 
 ``onset_envelope`` and ``phase_jumps`` are numpy only (the engine's seam audit uses
-them); the report is ``groove_report``.
+them, on the 22050 Hz mono view as the report does); the report is ``groove_report``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from harmonizer_cli.core._typing import ProgressFn
-from harmonizer_cli.core.audio_io import Audio, to_mono
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio
 from harmonizer_cli.core.quality._common import analysis_view, draw_share_above, p95, ratio
 from harmonizer_cli.core.quality.clicks import CLICK_TARGETS, click_reference, click_report
 from harmonizer_cli.core.quality.detection import detect_seams
@@ -115,7 +115,7 @@ def analyse_original(original: Audio, *, beat_times: Sequence[float] | None = No
         repetition=repetition_shares(features, start_frame=features.shape[0] // 2, frame_seconds=frame_seconds),
         mood=mood_descriptors(original, view=view, tempo_bpm=tempo),
         clicks=click_reference(samples, sample_rate=rate, cutoff_hz=cutoff),
-        pulse=find_pulse(*onset_envelope(to_mono(samples), sample_rate=rate)),
+        pulse=find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE)),
     )
 
 
@@ -244,8 +244,8 @@ def extension_report(
 
     clicks = click_report(original.samples, extended.samples, sample_rate=rate, cutoff_hz=analysis.cutoff_hz,
                           reference=analysis.clicks) if out_rate == rate else None
-    groove = groove_report(to_mono(original.samples), to_mono(extended.samples), sample_rate=rate,
-                           seams=seam_times, pulse=analysis.pulse) if out_rate == rate else None
+    groove = groove_report(analysis.view, out_view, sample_rate=MODEL_SAMPLE_RATE, seams=seam_times,
+                           pulse=analysis.pulse)
     step()
 
     dips = {"original_db": analysis.dip_db, "output_db": level_dip_db(extended)}

@@ -1,0 +1,175 @@
+"""Loop planning for short clips: jingles, game loops, a chorus cut, a few bars long.
+
+A clip of a few bars cannot be recomposed from sections; it is looped, the way a
+game composer loops it. Every backward jump ``a -> b`` adds its length
+``D = t_a - t_b`` to the output, so a path is a multiset of loops whose lengths add
+up to the target minus the clip. The loop types are the cheapest jumps (seam cost,
+rhythm-verified, from ``candidates``) of distinct lengths that can follow each other
+in any order (every landing lies before every departure by at least a bar), one of
+them landing early enough to end with the clip's own ending. How many times each is
+used is an exact-sum knapsack over their lengths (milliseconds) that minimises the
+seam cost; the uses are then spread evenly, the ending loop last.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from harmonizer_cli.core.extend.candidates import JumpCandidates
+
+__all__ = ["plan_loops"]
+
+#: Loop types kept at most (the knapsack's items).
+MAX_LOOP_TYPES = 6
+#: Two loop types differ in length by at least this share of a beat.
+MIN_LENGTH_STEP_BEATS = 0.5
+#: The knapsack's resolution (seconds): its rounding adds up to half of it per loop.
+RESOLUTION_SECONDS = 0.001
+#: Beyond this much extension the knapsack solves only the last stretch of it, the rest
+#: being the cheapest loop repeated (memory and time stay flat for hours).
+KNAPSACK_SPAN_SECONDS = 120.0
+#: What the local stretch takes of a residual the loops leave (2.5 % of 20 s).
+STRETCH_SECONDS = 0.5
+#: Added to each loop's cost: fewer seams at equal seam quality.
+PER_SEAM_COST = 0.3
+
+
+def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, last_start: int, period: float):
+    """The loop types: ``(a, b, length_seconds, cost)``, the ending-capable one first, or None."""
+    full = cands.full
+    a_idx, b_idx = np.nonzero(np.isfinite(full))
+    back = times[a_idx] - cands.landing(times, a_idx, b_idx)
+    keep = (b_idx < a_idx) & (a_idx >= seg_min) & (back > 0.25 * period)
+    a_idx, b_idx, back = a_idx[keep], b_idx[keep], back[keep]
+    if a_idx.size == 0:
+        return None
+    cost = full[a_idx, b_idx]
+    order = np.argsort(cost, kind="stable")
+    ending = [k for k in order if b_idx[k] <= last_start]
+    if not ending:
+        return None
+    first = ending[0]
+    chosen = [first]
+    lowest_a, highest_b = a_idx[first], b_idx[first]
+    for k in order:
+        if len(chosen) >= MAX_LOOP_TYPES:
+            break
+        if k == first:
+            continue
+        low, high = min(lowest_a, a_idx[k]), max(highest_b, b_idx[k])
+        if high + seg_min > low:  # every landing before every departure, by a bar
+            continue
+        if any(abs(back[k] - back[j]) < MIN_LENGTH_STEP_BEATS * period for j in chosen):
+            continue
+        chosen.append(k)
+        lowest_a, highest_b = low, high
+    return [(int(a_idx[k]), int(b_idx[k]), float(back[k]), float(cost[k]) + PER_SEAM_COST) for k in chosen]
+
+
+def _knapsack(lengths: np.ndarray, costs: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unbounded knapsack over exact sums: ``best[x]``, the least cost of loops whose lengths
+    (integer units) add up to ``x`` (inf where none do), for ``0 <= x <= limit``, and the
+    loop to take last on the way there."""
+    best = np.full(limit + 1, np.inf)
+    best[0] = 0.0
+    choice = np.full(limit + 1, -1, dtype=np.int64)
+    for i, (length, cost) in enumerate(zip(lengths, costs)):
+        length = int(length)
+        if length <= 0 or length > limit:
+            continue
+        for residue in range(length):
+            idx = np.arange(residue, limit + 1, length)
+            values = best[idx]
+            j = np.arange(idx.size)
+            # best over k <= j of values[k] + (j - k) * cost, by a running minimum
+            reached = np.minimum.accumulate(values - j * cost) + j * cost
+            better = reached < values - 1e-12
+            best[idx] = np.where(better, reached, values)
+            choice[idx] = np.where(better, i, choice[idx])
+    return best, choice
+
+
+def _counts(choice: np.ndarray, lengths: np.ndarray, x: int) -> np.ndarray:
+    """How many of each loop make up the sum ``x`` (``_knapsack``'s choices, walked back)."""
+    counts = np.zeros(lengths.size, dtype=np.int64)
+    while x > 0:
+        i = int(choice[x])
+        counts[i] += 1
+        x -= int(lengths[i])
+    return counts
+
+
+def _spread(counts: np.ndarray, *, last: int) -> list[int]:
+    """The loop types in an order that spreads each type's uses evenly, ``last`` at the end."""
+    counts = counts.copy()
+    counts[last] -= 1
+    total = int(counts.sum())
+    slots = []
+    for i, m in enumerate(counts):
+        slots += [((k + 0.5) / m, i) for k in range(int(m))]
+    order = [i for _, i in sorted(slots)]
+    assert len(order) == total
+    return order + [last]
+
+
+def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float, seg_min: int, last_start: int,
+               period: float, seam_shift: float) -> Optional[tuple[list, list, float, float]]:
+    """Jumps that loop a short clip to ``extra_seconds`` more than its length.
+
+    Parameters
+    ----------
+    cands : JumpCandidates
+    times : np.ndarray [shape=(n_beats,)]
+        Beat times (s).
+    extra_seconds : float
+        Target length minus the clip's (> 0).
+    seg_min : int
+        Beats between a landing and the next departure, at least.
+    last_start : int
+        The last beat the final landing may be on (the clip's ending follows it).
+    period : float
+        Beat period (s).
+    seam_shift : float
+        How far (s) each seam may move to absorb length: with the local stretch
+        (``STRETCH_SECONDS``), what the loops' lengths may leave over.
+
+    Returns
+    -------
+    (jumps, landings, residual_seconds, cost) or None
+        None when no loop fits.
+    """
+    types = _loop_types(cands, times, seg_min=seg_min, last_start=last_start, period=period)
+    if types is None:
+        return None
+    lengths = np.array([length for _, _, length, _ in types])
+    costs = np.array([cost for _, _, _, cost in types])
+    cheapest = int(np.argmin(costs / lengths))  # cost per second of extension
+    bulk = 0
+    if extra_seconds > KNAPSACK_SPAN_SECONDS:
+        bulk = int((extra_seconds - KNAPSACK_SPAN_SECONDS) // lengths[cheapest])
+    rest = extra_seconds - bulk * lengths[cheapest]
+    units = np.maximum(np.round(lengths / RESOLUTION_SECONDS).astype(np.int64), 1)
+    # the ending loop is used once at least: the knapsack fills the rest
+    wanted = int(round((rest - lengths[0]) / RESOLUTION_SECONDS))
+    if wanted < 0:
+        return None
+    n_seams = extra_seconds / float(np.mean(lengths))
+    slack = int(max(0.5 * period, 0.6 * seam_shift * n_seams + STRETCH_SECONDS) / RESOLUTION_SECONDS)
+    best, choice = _knapsack(units, costs, wanted + slack)
+    near = np.arange(max(0, wanted - slack), wanted + slack + 1)
+    reachable = near[np.isfinite(best[near])]
+    if reachable.size == 0:
+        return None
+    # the sum nearest the target, then the cheapest (what remains the seams and stretch take)
+    x = int(reachable[np.lexsort((best[reachable], np.abs(reachable - wanted)))][0])
+    counts = _counts(choice, units, x)
+    counts[0] += 1
+    counts[cheapest] += bulk
+    order = _spread(counts, last=0)
+    jumps = [(types[i][0], types[i][1]) for i in order]
+    landings = [float(cands.landing(times, a, b)) for a, b in jumps]
+    planned = float(np.sum(counts * lengths))
+    cost = float(np.sum(counts * costs))
+    return jumps, landings, extra_seconds - planned, cost
