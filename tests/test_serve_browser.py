@@ -129,14 +129,32 @@ def test_page_extends_the_demo_song(tmp_path, browser) -> None:
         browser.get("about:blank")  # close the player's streaming request before the server stops
 
 
-def test_page_shows_the_cli_error_for_a_text_file(tmp_path, browser) -> None:
+def test_page_by_keyboard_and_the_cli_error_for_a_text_file(tmp_path, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def press(key: str) -> str:
+        """A key press as a user makes it (to whatever has the focus); the id of what has it after."""
+        ActionChains(browser).send_keys(key).perform()
+        return browser.switch_to.active_element.get_attribute("id")
 
     text = tmp_path / "notes.mp3"
     text.write_text("these are my notes, not a song\n" * 10)
     with LiveServer(tmp_path) as server:
         browser.get(server.url + "/")
+        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "video").get_attribute("disabled"))
+        order = []  # by keyboard alone: Tab reaches the song, the length and Extend, in that order
+        for _ in range(12):
+            order.append(press(Keys.TAB))
+            if order[-1] == "extend":
+                break
+        assert [name for name in order if name in ("song", "target", "extend")] == ["song", "target", "extend"], order
+        press(Keys.ENTER)
+        hint = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "error").text)
+        assert hint.startswith("Choose a song first")
         browser.find_element(By.ID, "song").send_keys(str(text))
         browser.find_element(By.ID, "extend").click()
         error = WebDriverWait(browser, 30).until(
