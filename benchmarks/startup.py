@@ -1,10 +1,10 @@
-"""Startup time of `harmonizer --help` and `harmonizer extend --help` (target < 1.5 s).
+"""Startup time of `harmonizer --help`, `harmonizer extend --help` and `harmonizer serve --help` (target < 1.5 s).
 
 Run by hand:  python benchmarks/startup.py [--runs 11]
 
 Prints the median wall time of each command as a fresh process, beside a baseline
 in the same run (`python -c pass`, the interpreter alone), the ratio, and which
-heavy modules (tensorflow, librosa, ...) each command imported (there must be none).
+heavy modules (tensorflow, librosa, fastapi, uvicorn, ...) each command imported (there must be none).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 
-HEAVY = ("tensorflow", "keras", "librosa", "numba", "matplotlib", "scipy", "soundfile", "av")
+HEAVY = ("tensorflow", "keras", "librosa", "numba", "matplotlib", "scipy", "soundfile", "av", "fastapi", "uvicorn",
+         "starlette")
 PROBE = (
     "import sys\n"
     "from harmonizer_cli.cli import main\n"
@@ -47,7 +48,7 @@ def main() -> None:
     baseline = time_command([sys.executable, "-c", "pass"], args.runs)
     print(f"{'command':32} {'median s':>9} {'x baseline':>11}  heavy modules imported")
     print(f"{'python -c pass (baseline)':32} {baseline:9.3f} {1.0:11.1f}")
-    for argv in (["--help"], ["extend", "--help"]):
+    for argv in (["--help"], ["extend", "--help"], ["serve", "--help"]):
         median = time_command([sys.executable, "-m", "harmonizer_cli", *argv], args.runs)
         verdict = "ok" if median < 1.5 else "OVER 1.5 s TARGET"
         print(f"{'harmonizer ' + ' '.join(argv):32} {median:9.3f} {median / baseline:11.1f}  "

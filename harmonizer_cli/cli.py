@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from harmonizer_cli import __version__
-from harmonizer_cli.commands import evaluate, extend, fetch_data, preprocess, train
+from harmonizer_cli.commands import evaluate, extend, fetch_data, preprocess, serve, train
 from harmonizer_cli.console import AppState, print_error, stderr
 from harmonizer_cli.errors import HarmonizerError, Interrupted
 
@@ -93,6 +93,7 @@ def _app_options(
 _PRODUCT = "Product"
 _RESEARCH = "Research pipeline"
 app.command("extend", rich_help_panel=_PRODUCT)(extend.command)
+app.command("serve", rich_help_panel=_PRODUCT)(serve.command)
 app.command("fetch-data", rich_help_panel=_RESEARCH)(fetch_data.command)
 app.command("preprocess", rich_help_panel=_RESEARCH)(preprocess.command)
 app.command("train", rich_help_panel=_RESEARCH)(train.command)
