@@ -26,7 +26,8 @@ late    the groove control: smooth seams (40 ms crossfades) that jump back 8 bea
 
 Besides the report's measures (clicks anywhere, the groove at every seam, ...), each
 seam is checked against an independent beat tracker (librosa's, on the original):
-where the song is steady around both places, the landing must sit at the same place
+where the song is steady around both places (regular beats, and a clear pulse in its
+onsets), the landing must sit at the same place
 in the beat as the departure, within 50 ms (``grid``: seams off the grid).
 
 Prints a per-song table for each variant and target, the medians, a pass/fail table
@@ -185,13 +186,14 @@ def late_splice(song: Audio, target: float, beats: np.ndarray) -> tuple[Audio, l
     return Audio(np.concatenate(out)[:n_target], rate), seams, pairs
 
 
-def grid_errors(beats: np.ndarray, pairs: list[tuple[float, float]]) -> list[float | None]:
+def grid_errors(beats: np.ndarray, pairs: list[tuple[float, float]], *, steady=None) -> list[float | None]:
     """How far each jump (source time left, source time landed on) is off the beat grid (s).
 
     The place in the beat (librosa's beats of the original, interpolated) of the landing
     minus that of the departure, times the local beat period, wrapped into half a beat;
-    None where the song is not steady around either place (beat periods within +-4 beats
-    varying by more than 10 %) or outside the tracked beats.
+    None where the song is not steady around either place (librosa's beat periods within
+    +-4 beats varying by more than 10 %, or ``steady(t)`` false: no clear pulse in the
+    onsets there) or outside the tracked beats.
     """
     beats = np.asarray(beats, dtype=float)
     if beats.size < 10:
@@ -200,7 +202,7 @@ def grid_errors(beats: np.ndarray, pairs: list[tuple[float, float]]) -> list[flo
 
     def place(t: float):
         k = int(np.searchsorted(beats, t, side="right") - 1)
-        if k < 4 or k >= beats.size - 5:
+        if k < 4 or k >= beats.size - 5 or (steady is not None and not steady(t)):
             return None
         around = periods[k - 4:k + 4]
         if np.std(around) > 0.1 * np.mean(around):
@@ -368,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             song = load_audio(song_path)
             analysis = quality.analyse_original(song)
+            envelope, frame_rate = quality.onset_envelope(analysis.view, sample_rate=22050)
+
+            def steady(t: float, envelope=envelope, frame_rate=frame_rate, pulse=analysis.pulse) -> bool:
+                """A clear pulse in the original's onsets around ``t`` (the groove measure can phase it)."""
+                return pulse is not None and bool(np.isfinite(quality.phase_jumps(envelope, frame_rate,
+                                                                                   np.array([t]), pulse)[0, 0]))
             for target in args.targets:
                 full = target > song.duration_seconds + 1.0
                 for variant in args.variants:
@@ -403,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    ("engine", "model", "fallback", "stretch", "timings")}
                     if variant == "splice" and full:
                         report["blind_detection"] = check_detection(song, extended, seams)
-                    errors = [] if pairs is None else grid_errors(analysis.beat_times, pairs)
+                    errors = [] if pairs is None else grid_errors(analysis.beat_times, pairs, steady=steady)
                     off = [e for e in errors if e is not None and e > GRID_TOLERANCE_SECONDS]
                     report["grid"] = {"checked": sum(e is not None for e in errors), "off": len(off),
                                       "errors_seconds": errors}

@@ -47,8 +47,7 @@ def test_help_does_not_import_heavy_modules(argv: list[str]) -> None:
         "except SystemExit:\n"
         "    pass\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'librosa', 'numba', 'matplotlib', 'scipy', 'av', 'fastapi',"
-        " 'uvicorn', 'starlette') if m in sys.modules]
-"
+        " 'uvicorn', 'starlette') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -25,6 +25,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from harmonizer_cli.cli import app as cli_app
+from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
 from harmonizer_cli.serve import is_loopback_host
 from harmonizer_cli.serve.upload import display_name, download_name, sniff_media
 from harmonizer_cli.serve.worker import VIDEO_UNSUPPORTED, video_supported
@@ -92,7 +93,7 @@ def test_health_page_and_headers(tmp_path) -> None:
         assert health.status_code == 200
         body = health.json()
         assert body["status"] == "ok" and body["workers"] == 2 and body["queue_limit"] == 3
-        assert body["video"] is video_supported() and body["formats"] == ["wav", "flac", "ogg", "mp3"]
+        assert body["video"] is video_supported() and body["formats"] == list(OUTPUT_FORMATS)
         page = server.client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<script src="/static/app.js"' in page.text and 'type="file"' in page.text

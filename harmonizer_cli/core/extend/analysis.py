@@ -291,12 +291,14 @@ def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
 def _fold_coherence(onset: np.ndarray, period: float, *, frame_rate: float,
                     window_seconds: float = 8.0) -> float:
     """How coherently the onset envelope folds at ``period`` (frames): the median over
-    8 s windows (half overlapping) of ``|sum o e^(-2 pi i t / period)| / sum o``.
+    8 s windows (half overlapping; a third of a song shorter than 24 s, 2 s at least) of
+    ``|sum o e^(-2 pi i t / period)| / sum o``.
 
     1 for a pulse train at that period (or at a divisor of it), about 0.1 for noise;
     a 3:2 or 2:3 error of the period folds the beats onto three phases and cancels.
     """
     n = onset.size
+    window_seconds = min(window_seconds, max(2.0, n / frame_rate / 3.0))
     span = max(8, int(window_seconds * frame_rate))
     starts = np.arange(0, max(1, n - span + 1), max(1, span // 2))
     stops = np.minimum(starts + span, n)

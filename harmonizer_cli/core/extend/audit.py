@@ -26,7 +26,7 @@ from harmonizer_cli.core.extend.stretch import MAX_STRETCH, MAX_STRETCH_SECONDS
 from harmonizer_cli.core.quality.groove import Pulse, find_pulse, onset_envelope, phase_jumps
 from harmonizer_cli.core.quality.seams import seam_exposure
 
-__all__ = ["audited_plan", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
+__all__ = ["audited_plan", "reaches_length", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
 
 #: A seam is exposed where it reads above this percentile of the song's own moments.
 EXPOSURE_PERCENTILE = 80.0
@@ -72,7 +72,7 @@ def _seam_exposure_of(spliced, limits: np.ndarray, sample_rate: int, pulse: Opti
     return worst
 
 
-def _reaches_length(plan: PlannedPath, analysis: SongAnalysis) -> bool:
+def reaches_length(plan: PlannedPath, analysis: SongAnalysis) -> bool:
     """Whether the seams' shifts and the local stretch can take the plan's residual."""
     shift = seam_shift_seconds(analysis)
     return abs(plan.residual_seconds) <= SEAM_BUDGET_SHARE * len(plan.jumps) * shift + MAX_STRETCH * MAX_STRETCH_SECONDS
@@ -114,7 +114,7 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock
         # (a plan the seams and the local stretch cannot bring to length ranks last)
-        rank = (not _reaches_length(plan, analysis), float(worst.max()) if worst.size else 0.0)
+        rank = (not reaches_length(plan, analysis), float(worst.max()) if worst.size else 0.0)
         if np.isfinite(plan.score) and (best is None or rank < best[0]):
             best = (rank, plan)
         exposed = [plan.jumps[k] for k in np.flatnonzero(worst > 1.0)]
@@ -122,4 +122,5 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
             break
         for a, b in exposed:  # the cut and the same cut a beat either side
             banned.update({(a, b), (a - 1, b - 1), (a + 1, b + 1)})
-    return best[1], {"plan": plan_seconds, "render": render_seconds}
+    chosen = best[1] if best is not None else plan  # (no plan at all: the stretch says why it cannot be done)
+    return chosen, {"plan": plan_seconds, "render": render_seconds}

@@ -23,7 +23,7 @@ import numpy as np
 from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono, to_model_view
 from harmonizer_cli.core.extend.analysis import analyze_song
-from harmonizer_cli.core.extend.audit import audited_plan
+from harmonizer_cli.core.extend.audit import audited_plan, reaches_length
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.render import splice
 from harmonizer_cli.core.extend.stretch import finish_length
@@ -205,6 +205,13 @@ def extend_audio(
     song_mono = to_mono(audio.samples)
     plan, seconds = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
                                  view=mono)
+    if not reaches_length(plan, analysis) and analysis.fallback is None:
+        # no beat-grid path comes close enough (a short clip extended by less than a
+        # bar, say): the fine no-pulse grid can cut anywhere
+        analysis = analyze_song(mono, path=path, force_grid=True)
+        plan, more = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance,
+                                  song_mono=song_mono, view=mono)
+        seconds = {key: seconds[key] + more[key] for key in seconds}
     timings["plan"] = round(guidance_seconds + seconds["plan"], 4)
     progress(2, 3)
     clock = time.perf_counter()

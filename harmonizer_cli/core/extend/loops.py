@@ -3,17 +3,18 @@
 A clip of a few bars cannot be recomposed from sections; it is looped, the way a
 game composer loops it. Every backward jump ``a -> b`` adds its length
 ``D = t_a - t_b`` to the output, so a path is a multiset of loops whose lengths add
-up to the target minus the clip. The loop types are the cheapest jumps (seam cost,
-rhythm-verified, from ``candidates``) of distinct lengths that can follow each other
-in any order (every landing lies before every departure by at least a bar), one of
-them landing early enough to end with the clip's own ending. How many times each is
-used is an exact-sum knapsack over their lengths (milliseconds) that minimises the
-seam cost; the uses are then spread evenly, the ending loop last.
+up to the target minus the clip. The loop types are the cheapest jumps of distinct
+lengths (seam cost, rhythm-verified, from ``candidates``, plus the mood of the loop
+played over and over) that can follow each other in any order (every landing lies
+before every departure by at least a bar), some of them landing early enough to end
+with the clip's own ending. How many times each is used is an exact-sum knapsack
+over their lengths (milliseconds) that minimises the seam cost; the uses are then
+spread evenly, an ending loop last.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -21,10 +22,11 @@ from harmonizer_cli.core.extend.candidates import JumpCandidates
 
 __all__ = ["plan_loops"]
 
-#: Loop types kept at most (the knapsack's items).
-MAX_LOOP_TYPES = 6
+#: Loop types kept at most (the knapsack's items), of which at most this many end.
+MAX_LOOP_TYPES = 10
+ENDING_TYPES = 3
 #: Two loop types differ in length by at least this share of a beat.
-MIN_LENGTH_STEP_BEATS = 0.5
+MIN_LENGTH_STEP_BEATS = 1.0
 #: The knapsack's resolution (seconds): its rounding adds up to half of it per loop.
 RESOLUTION_SECONDS = 0.001
 #: Beyond this much extension the knapsack solves only the last stretch of it, the rest
@@ -32,40 +34,58 @@ RESOLUTION_SECONDS = 0.001
 KNAPSACK_SPAN_SECONDS = 120.0
 #: What the local stretch takes of a residual the loops leave (2.5 % of 20 s).
 STRETCH_SECONDS = 0.5
+#: Loops (the cheapest by seam cost) whose mood is weighed when choosing the loop types.
+MOOD_CANDIDATES = 400
 #: Added to each loop's cost: fewer seams at equal seam quality.
 PER_SEAM_COST = 0.3
 
 
-def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, last_start: int, period: float):
-    """The loop types: ``(a, b, length_seconds, cost)``, the ending-capable one first, or None."""
+def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_min: int, last_start: int,
+                period: float, mood_cost: Optional[Callable[[float, float], float]] = None):
+    """The loop types: ``(a, b, length_seconds, cost, ending)``, or None.
+
+    The cheapest loops of lengths at least a beat apart whose landings all lie a bar
+    before all departures (so they can follow each other in any order); up to
+    ``ENDING_TYPES`` of them land early enough to end with the clip's ending.
+    """
     full = cands.full
     a_idx, b_idx = np.nonzero(np.isfinite(full))
     back = times[a_idx] - cands.landing(times, a_idx, b_idx)
-    keep = (b_idx < a_idx) & (a_idx >= seg_min) & (back > 0.25 * period)
+    keep = (b_idx < a_idx) & (a_idx >= head_min) & (back > 0.25 * period)
     a_idx, b_idx, back = a_idx[keep], b_idx[keep], back[keep]
     if a_idx.size == 0:
         return None
     cost = full[a_idx, b_idx]
+    order = np.argsort(cost, kind="stable")[:MOOD_CANDIDATES]
+    a_idx, b_idx, back, cost = a_idx[order], b_idx[order], back[order], cost[order]
+    if mood_cost is not None:  # a loop played over and over is the output's mood
+        cost = cost + np.array([mood_cost(float(cands.landing(times, a, b)), float(times[a]))
+                                for a, b in zip(a_idx, b_idx)])
     order = np.argsort(cost, kind="stable")
-    ending = [k for k in order if b_idx[k] <= last_start]
-    if not ending:
+    chosen: list[int] = []
+    bounds = [np.inf, -np.inf]  # lowest departure, highest landing
+
+    def fits(k: int) -> bool:
+        low, high = min(bounds[0], a_idx[k]), max(bounds[1], b_idx[k])
+        return high + seg_min <= low and all(abs(back[k] - back[j]) >= MIN_LENGTH_STEP_BEATS * period
+                                             for j in chosen)
+
+    def take(k: int) -> None:
+        chosen.append(k)
+        bounds[0], bounds[1] = min(bounds[0], a_idx[k]), max(bounds[1], b_idx[k])
+
+    for k in order:  # the ending loops first
+        if b_idx[k] <= last_start and sum(b_idx[j] <= last_start for j in chosen) < ENDING_TYPES and fits(k):
+            take(k)
+    if not chosen:
         return None
-    first = ending[0]
-    chosen = [first]
-    lowest_a, highest_b = a_idx[first], b_idx[first]
     for k in order:
         if len(chosen) >= MAX_LOOP_TYPES:
             break
-        if k == first:
-            continue
-        low, high = min(lowest_a, a_idx[k]), max(highest_b, b_idx[k])
-        if high + seg_min > low:  # every landing before every departure, by a bar
-            continue
-        if any(abs(back[k] - back[j]) < MIN_LENGTH_STEP_BEATS * period for j in chosen):
-            continue
-        chosen.append(k)
-        lowest_a, highest_b = low, high
-    return [(int(a_idx[k]), int(b_idx[k]), float(back[k]), float(cost[k]) + PER_SEAM_COST) for k in chosen]
+        if k not in chosen and fits(k):
+            take(k)
+    return [(int(a_idx[k]), int(b_idx[k]), float(back[k]), float(cost[k]) + PER_SEAM_COST, bool(b_idx[k] <= last_start))
+            for k in chosen]
 
 
 def _knapsack(lengths: np.ndarray, costs: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +135,8 @@ def _spread(counts: np.ndarray, *, last: int) -> list[int]:
 
 
 def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float, seg_min: int, last_start: int,
-               period: float, seam_shift: float) -> Optional[tuple[list, list, float, float]]:
+               period: float, seam_shift: float,
+               mood_cost: Optional[Callable[[float, float], float]] = None) -> Optional[tuple[list, list, float, float]]:
     """Jumps that loop a short clip to ``extra_seconds`` more than its length.
 
     Parameters
@@ -126,7 +147,8 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     extra_seconds : float
         Target length minus the clip's (> 0).
     seg_min : int
-        Beats between a landing and the next departure, at least.
+        Beats between a landing and the next departure, at least (the first segment
+        may be shorter when the whole extension is shorter).
     last_start : int
         The last beat the final landing may be on (the clip's ending follows it).
     period : float
@@ -134,40 +156,52 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     seam_shift : float
         How far (s) each seam may move to absorb length: with the local stretch
         (``STRETCH_SECONDS``), what the loops' lengths may leave over.
+    mood_cost : callable(start_s, end_s), optional
+        The cost of an output that plays the song from ``start_s`` to ``end_s`` over and
+        over against the song's loudness, brightness and dips (``levels``).
 
     Returns
     -------
     (jumps, landings, residual_seconds, cost) or None
         None when no loop fits.
     """
-    types = _loop_types(cands, times, seg_min=seg_min, last_start=last_start, period=period)
+    # an extension shorter than a bar is one short loop: its segments may be shorter too
+    shortest = min(seg_min, max(1, int(np.searchsorted(times, times[0] + extra_seconds - 0.5 * period))))
+    types = _loop_types(cands, times, seg_min=shortest, head_min=shortest, last_start=last_start, period=period,
+                        mood_cost=mood_cost)
     if types is None:
         return None
-    lengths = np.array([length for _, _, length, _ in types])
-    costs = np.array([cost for _, _, _, cost in types])
+    lengths = np.array([t[2] for t in types])
+    costs = np.array([t[3] for t in types])
     cheapest = int(np.argmin(costs / lengths))  # cost per second of extension
     bulk = 0
     if extra_seconds > KNAPSACK_SPAN_SECONDS:
         bulk = int((extra_seconds - KNAPSACK_SPAN_SECONDS) // lengths[cheapest])
     rest = extra_seconds - bulk * lengths[cheapest]
     units = np.maximum(np.round(lengths / RESOLUTION_SECONDS).astype(np.int64), 1)
-    # the ending loop is used once at least: the knapsack fills the rest
-    wanted = int(round((rest - lengths[0]) / RESOLUTION_SECONDS))
-    if wanted < 0:
-        return None
     n_seams = extra_seconds / float(np.mean(lengths))
     slack = int(max(0.5 * period, 0.6 * seam_shift * n_seams + STRETCH_SECONDS) / RESOLUTION_SECONDS)
-    best, choice = _knapsack(units, costs, wanted + slack)
-    near = np.arange(max(0, wanted - slack), wanted + slack + 1)
-    reachable = near[np.isfinite(best[near])]
-    if reachable.size == 0:
+    best_sum, choice = _knapsack(units, costs, max(0, int(round(rest / RESOLUTION_SECONDS))) + slack)
+    found = None
+    for last in (i for i, t in enumerate(types) if t[4]):  # each ending loop, used once at least
+        wanted = int(round((rest - lengths[last]) / RESOLUTION_SECONDS))
+        near = np.arange(max(0, wanted - slack), max(0, wanted + slack + 1))
+        near = near[near < best_sum.size]
+        reachable = near[np.isfinite(best_sum[near])]
+        if reachable.size == 0:
+            continue
+        # the sum nearest the target, then the cheapest (the seams and the stretch take the rest)
+        x = int(reachable[np.lexsort((best_sum[reachable], np.abs(reachable - wanted)))][0])
+        key = (abs(x - wanted), best_sum[x] + costs[last])
+        if found is None or key < found[0]:
+            found = (key, x, last)
+    if found is None:
         return None
-    # the sum nearest the target, then the cheapest (what remains the seams and stretch take)
-    x = int(reachable[np.lexsort((best[reachable], np.abs(reachable - wanted)))][0])
+    _, x, last = found
     counts = _counts(choice, units, x)
-    counts[0] += 1
+    counts[last] += 1
     counts[cheapest] += bulk
-    order = _spread(counts, last=0)
+    order = _spread(counts, last=last)
     jumps = [(types[i][0], types[i][1]) for i in order]
     landings = [float(cands.landing(times, a, b)) for a, b in jumps]
     planned = float(np.sum(counts * lengths))

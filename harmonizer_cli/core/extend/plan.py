@@ -100,6 +100,8 @@ RESIDUAL_SCORE_WEIGHT = 2.0
 REPETITION_WEIGHT = 60.0
 #: the balance of plays over the song (coefficient of variation)
 BALANCE_WEIGHT = 4.0
+#: a short clip's loop against its seam cost: the mood of the loop played over and over
+MOOD_LOOP_WEIGHT = 0.1
 #: Softmax temperature of the randomised restarts (restart 0 is greedy; the others
 #: cycle through half, once and twice this).
 SAMPLING_TEMPERATURE = 1.0
@@ -196,8 +198,8 @@ class _Geometry:
         n_bars = n // bar
         seg_min = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
         min_lag = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
-        if relaxed:  # short songs: one-bar segments and jumps
-            seg_min = min_lag = bar
+        if relaxed:  # short songs: one-bar segments, and jumps of a bar (a beat where a clip needs it)
+            seg_min, min_lag = bar, max(1, bar // 4)
         tail_min = tail_seconds(analysis)
         period = analysis.beat_period_seconds
         # a landing must leave room for the real ending, or for a further jump
@@ -460,12 +462,17 @@ def plan_path(
         return PlannedPath([], 0.0, g.extra)
     cands = _candidate_costs(analysis, g, banned=banned, target_cost=target_cost)
     if short_clip and g.extra > 0:  # a few bars: looped
+        levels = PathLevels(analysis.levels) if analysis.levels is not None else None
         looped = plan_loops(cands, g.times, extra_seconds=g.extra, seg_min=g.seg_min, last_start=g.last_start,
-                            period=g.period, seam_shift=g.seam_shift)
-        if looped is None:  # (the audit banned every loop: keep what it had)
+                            period=g.period, seam_shift=g.seam_shift,
+                            mood_cost=None if levels is None else
+                            (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))))
+        if looped is not None:
+            jumps, landings, residual, cost = looped
+            return PlannedPath(jumps, cost, residual, landings)
+        if banned:  # (the audit banned every loop that fits: it keeps what it had)
             return PlannedPath([], np.inf, g.extra)
-        jumps, landings, residual, cost = looped
-        return PlannedPath(jumps, cost, residual, landings)
+        # (no loop adds up to the target, say a small extension: the path search may)
     rng = np.random.default_rng(seed)
     if g.extra < 0:
         short = _plan_shortening(analysis, target_seconds, cands, seg_min=g.seg_min, last_start=g.last_start,

@@ -172,12 +172,13 @@ def _stretch_region(n_out: int, difference: int, *, sample_rate: int, head_keep_
     the protected head and before the ending: the last ``ENDING_SECONDS`` (what a
     listener, and the ending measure, compare with the song's) where the output is
     long enough, else the real ending kept by the plan, else all but the first second
-    and the last two.
+    and the last two (a fifth at either end of a very short output).
     """
     length = int(np.clip(abs(difference) / PREFERRED_STRETCH, 2.0 * sample_rate, MAX_STRETCH_SECONDS * sample_rate))
     head = int(round(head_keep_seconds * sample_rate))
+    edge = min(1.0, 0.2 * n_out / sample_rate)
     for lo, tail in ((head, max(tail_keep_seconds, ENDING_SECONDS)), (head, tail_keep_seconds),
-                     (int(1.0 * sample_rate), 2.0)):
+                     (int(edge * sample_rate), min(2.0, 0.2 * n_out / sample_rate))):
         hi = n_out - int(round(tail * sample_rate))
         fitted = min(length, hi - lo)
         if fitted > 0 and abs(difference) <= MAX_STRETCH * fitted:
