@@ -296,15 +296,18 @@ def _assemble(seams: _Seams, *, n_source: int, sample_rate: int, assemble: bool)
         if start_b < half:  # B starts at the song's first samples: cut both later (length and alignment kept)
             late = min(half - start_b, piece_a.audio.shape[0] - fade - cut_a + half)
             cut_a, start_b = cut_a + late, start_b + late
-        start_b = int(np.clip(start_b, half, piece_b.audio.shape[0] - 1))
+        start_b = int(np.clip(start_b, 0, piece_b.audio.shape[0] - 1))
+        # the crossfade fits the audio there is on both sides (at a song's ends, and in a
+        # short clip's loops, there may be less than a long fade needs: a shorter fade,
+        # never a hard cut)
+        half = max(0, min(half, cut_a - cursor, piece_a.audio.shape[0] - cut_a, start_b,
+                          piece_b.audio.shape[0] - start_b))
+        fade = 2 * half
         # A up to the crossfade, then the crossfade
         out_blocks.append(piece_a.audio[cursor:cut_a - half])
         seg_a = piece_a.audio[cut_a - half: cut_a - half + fade]
         seg_b = piece_b.audio[start_b - half: start_b - half + fade]
-        if seg_a.shape[0] == fade and seg_b.shape[0] == fade:
-            out_blocks.append(crossfade(seg_a, seg_b, full_scale=seams.full_scale))
-        else:  # at the very edge of the audio: hard cut (not expected)
-            out_blocks.append(piece_b.audio[start_b - half: start_b - half + fade])
+        out_blocks.append(crossfade(seg_a, seg_b, full_scale=seams.full_scale) if fade else seg_b)
         if not assemble:  # the output around the seam: A before the fade, the fade, B after it
             before = piece_a.audio[max(cursor, cut_a - half - reach_out):cut_a - half]
             after = piece_b.audio[start_b - half + fade:start_b - half + fade + reach_out]
