@@ -112,15 +112,36 @@ def wsola(samples: np.ndarray, *, start: int, end: int, new_length: int, sample_
 
     wanted = smooth(frame_power[width:width + length_out] / norm)
     got = smooth(np.mean(out ** 2, axis=1))
-    gain = np.sqrt(np.clip(wanted / np.maximum(got, 1e-20), 1.0, 2.0))
-    gain = np.where(wanted > 1e-12, gain, 1.0)
+    # (near silence the frames' power is noise: the gain fades to 1 instead of switching)
+    floor = 1e-12 + 1e-6 * float(np.mean(wanted))
+    gain = np.sqrt(np.clip((wanted + floor) / (got + floor), 1.0, 2.0))
     taper = np.clip((np.minimum(np.arange(length_out), length_out - 1 - np.arange(length_out)) - hop) / hop, 0.0, 1.0)
     gain = 1.0 + (gain - 1.0) * taper
     peak = float(np.max(np.abs(samples[start:end])))
     peak = min(peak, 1.0) if peak <= FULL_SCALE_OVERS else peak  # no new overs in a full-scale master
-    loudest = np.max(np.abs(out), axis=1)
-    gain = np.maximum(np.minimum(gain, peak / np.maximum(loudest, 1e-12)), 1.0)  # the guard only lowers a boost
+    # the guard lowers a boost smoothly, never sample by sample (a gain that follows the
+    # waveform distorts it: broadband clicks): the smallest allowed gain within a hop,
+    # smoothed over half a hop, is at most the allowed gain of every sample
+    allowed = peak / np.maximum(np.max(np.abs(out), axis=1), 1e-12)
+    allowed = -_running_max(-allowed, hop)
+    gain = np.maximum(np.minimum(gain, _box(allowed, hop // 2)), 1.0)
     return (out * gain[:, None]).astype(np.float32)
+
+
+def _running_max(values: np.ndarray, half: int) -> np.ndarray:
+    """The largest value within ``half`` samples either side of each sample."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.pad(values, half, mode="edge")
+    return sliding_window_view(padded, 2 * half + 1).max(axis=1)
+
+
+def _box(values: np.ndarray, half: int) -> np.ndarray:
+    """The mean within ``half`` samples either side of each sample (edges: what there is)."""
+    cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    idx = np.arange(values.size)
+    lo, hi = np.clip(idx - half, 0, values.size), np.clip(idx + half + 1, 0, values.size)
+    return (cum[hi] - cum[lo]) / (hi - lo)
 
 
 def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, hi: int,
