@@ -30,7 +30,8 @@ from harmonizer_cli.cli import app as cli_app
 from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
 from harmonizer_cli.serve import is_loopback_host
 from harmonizer_cli.serve.upload import display_name, download_name, sniff_media
-from serve_server import LiveServer, multipart, song_bytes, tree, wait_done, wait_for
+from serve_server import (CLIP_TONE_HZ, CLIP_TONE_LEVEL, LiveServer, make_clip, multipart, song_bytes, tree,
+                          wait_done, wait_for)
 
 NOT_AUDIO = "cannot decode: not an audio file, or a corrupt or unsupported format"
 STATIC = Path(__file__).resolve().parents[1] / "harmonizer_cli" / "serve" / "static"
@@ -369,41 +370,7 @@ def test_host_and_origin_guard(tmp_path, song) -> None:
 # --------------------------------------------------------------------------- video
 
 CLIP_SECONDS = 15.0
-CLIP_TONE_HZ, CLIP_TONE_LEVEL = 1000.0, 0.3  # the clip's own sound
 AAC_FRAME = 1024  # samples: one AAC frame, the tolerance on the music's length
-
-
-def _make_clip(path: Path, seconds: float = CLIP_SECONDS, *, sound: bool = True, container_format=None) -> Path:
-    """A small real clip made with PyAV: H.264 (64x48, 10 fps, a moving bar) and, with ``sound``,
-    a 1 kHz tone at 0.3 as AAC (48 kHz stereo)."""
-    av = pytest.importorskip("av", reason="PyAV is not installed")
-    from fractions import Fraction
-
-    import numpy as np
-
-    with av.open(str(path), "w", format=container_format) as container:
-        video = container.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        video.options = {"preset": "ultrafast"}
-        audio = None
-        if sound:
-            audio = container.add_stream("aac", rate=48000)
-            audio.layout = "stereo"
-        for index in range(int(round(seconds * 10))):
-            image = np.full((48, 64, 3), 40, np.uint8)
-            image[:, (index * 3) % 64] = 255
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
-        if audio is not None:
-            t = np.arange(int(round(seconds * 48000))) / 48000
-            tone = (CLIP_TONE_LEVEL * np.sin(2 * np.pi * CLIP_TONE_HZ * t)).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = 48000, 0, Fraction(1, 48000)
-            container.mux(audio.encode(frame))
-            container.mux(audio.encode(None))
-    return path
 
 
 def _video_packets(path: Path) -> list[bytes]:
@@ -437,7 +404,7 @@ def _tone_level(samples, sample_rate: int, hz: float) -> float:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A 15 s H.264 clip with an AAC tone as its sound."""
-    return _make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", CLIP_SECONDS)
 
 
 def _submit_video(server: LiveServer, song: bytes, clip_bytes: bytes, *, clip_name: str = "clip.mp4", **fields):
@@ -510,8 +477,8 @@ def test_video_job_fade_out_and_keep_original_audio(tmp_path, song, clip) -> Non
 
 
 def test_video_defaults_fit_the_clip(tmp_path, song, clip) -> None:
-    h264_webm = _make_clip(tmp_path / "h264.webm", 3.0, container_format="matroska")  # H.264 named .webm
-    silent = _make_clip(tmp_path / "silent.mp4", 3.0, sound=False)
+    h264_webm = make_clip(tmp_path / "h264.webm", 3.0, container_format="matroska")  # H.264 named .webm
+    silent = make_clip(tmp_path / "silent.mp4", 3.0, sound=False)
     with LiveServer(tmp_path, workers=1, queue_limit=8) as server:
         answer = _submit_video(server, song, h264_webm.read_bytes(), clip_name="h264.webm")
         assert answer.status_code == 202, answer.text  # a .webm file cannot hold H.264: mkv instead
