@@ -175,9 +175,10 @@ def test_bad_files(tmp_path, song) -> None:
         assert state["error"] == f"broken.wav: {NOT_AUDIO}"
         assert server.client.get(f"{corrupt.json()['status_url']}/result").status_code == 410
 
-        too_short = server.submit(song_bytes(3.0), filename="short.wav", seconds="30")
+        too_short = server.submit(song_bytes(1.5), filename="short.wav", seconds="30")  # under 2 s
         state, _ = wait_done(server.client, too_short.json()["status_url"])
-        assert state["status"] == "failed" and state["error"].startswith("short.wav: too short to extend")
+        assert state["status"] == "failed", state
+        assert state["error"] == "short.wav: too short to extend (1.5 s; at least 2 s needed)"
 
         assert server.client.get("/api/health").json()["status"] == "ok"  # still up, and still working
         good = server.submit(song, seconds="15").json()
