@@ -528,6 +528,18 @@ def test_build_extend_job_passes_the_new_fields(tmp_path, clip) -> None:
     assert audio.keep_original_audio_db is None
 
 
+@pytest.mark.parametrize("fmt, media_type", [("m4a", "audio/mp4"), ("opus", "audio/ogg")])
+def test_pyav_formats_have_a_waveform(tmp_path, song, fmt, media_type) -> None:
+    with LiveServer(tmp_path) as server:
+        answer = server.submit(song, seconds="14", format=fmt)
+        state, _ = wait_done(server.client, answer.json()["status_url"])
+        assert state["status"] == "done", state
+        assert server.client.get(state["result_url"]).headers["content-type"] == media_type
+        waveform = server.client.get(state["waveform_url"]).json()
+    assert waveform["points"] == 1000 and abs(waveform["duration_seconds"] - 14.0) <= 0.010
+    assert max(waveform["max"]) > 0.3
+
+
 def test_fade_out_of_an_audio_job(tmp_path, song) -> None:
     import numpy as np
 

@@ -24,6 +24,8 @@ from harmonizer_cli.jobs import PROGRESS_UNITS, ExtendJob
 
 __all__ = ["JobSpec", "build_extend_job", "run_in_child", "summarize_waveform", "warm_up", "WAVEFORM_POINTS"]
 
+#: Result formats whose waveform is read block by block through libsndfile.
+_BLOCK_READ_FORMATS = frozenset({"wav", "flac", "ogg", "mp3"})
 #: Points of the waveform summary (each a min and a max over its stretch of samples).
 WAVEFORM_POINTS = 1000
 
@@ -111,8 +113,9 @@ def _envelope(samples, n_points: int) -> tuple[list, list]:
 def summarize_waveform(path: Path, *, n_points: int = WAVEFORM_POINTS) -> Optional[dict]:
     """The peak envelope of a written result, for the page's waveform, or None if it cannot be read.
 
-    Audio is read in ``n_points`` consecutive blocks (never the whole file at once);
-    a video result is decoded whole through ``load_audio``.
+    What libsndfile reads (wav, flac, ogg, mp3) is read in ``n_points`` consecutive
+    blocks (never the whole file at once); an m4a or opus result and a video result's
+    audio track (mp4, mov, mkv, webm) are decoded whole through ``load_audio`` (PyAV).
 
     Returns
     -------
@@ -123,10 +126,10 @@ def summarize_waveform(path: Path, *, n_points: int = WAVEFORM_POINTS) -> Option
     import numpy as np
     import soundfile as sf
 
-    from harmonizer_cli.core.audio_io import OUTPUT_FORMATS, load_audio
+    from harmonizer_cli.core.audio_io import load_audio
 
     try:
-        if path.suffix.lstrip(".") not in OUTPUT_FORMATS:
+        if path.suffix.lstrip(".") not in _BLOCK_READ_FORMATS:
             audio = load_audio(path)
             lows, highs = _envelope(audio.samples, n_points)
             return {"points": len(lows), "duration_seconds": round(audio.duration_seconds, 6),
