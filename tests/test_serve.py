@@ -205,7 +205,7 @@ def test_oversize_upload(tmp_path, song) -> None:
     ({"duration": "soon"}, "duration must be MM:SS or HH:MM:SS"),
     ({"seconds": "abc"}, "seconds must be a number"),
     ({"seconds": "0"}, "the target duration must be more than 0"),
-    ({"seconds": "99999"}, "at most 60 minutes"),
+    ({"seconds": "99999"}, "at most 24 hours"),
     ({"seconds": "20", "format": "exe"}, "format must be one of wav, flac, ogg, mp3"),
     ({"seconds": "20", "seed": "-1"}, "seed must be a whole number"),
     ({"seconds": "20", "minutes": "3"}, "unknown field 'minutes'"),

@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect
 from harmonizer_cli import __version__
 from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
 from harmonizer_cli.errors import ConfigError, HarmonizerError
-from harmonizer_cli.jobs import MAX_TARGET_SECONDS, target_seconds_from
+from harmonizer_cli.jobs import MAX_CLIP_SECONDS, MAX_TARGET_SECONDS, target_seconds_from
 from harmonizer_cli.serve import worker
 from harmonizer_cli.serve.pool import DONE, FAILED, JobPool, ServeJob
 from harmonizer_cli.serve.settings import Settings, is_loopback_host
@@ -183,9 +183,9 @@ def _spec_from_upload(upload: Upload, folder: Path, settings: Settings) -> worke
         info = _probe_clip(clip.path)
         fmt = _clip_format(info, fmt, clip.path)
         length = None if info is None else info.duration_seconds
-        if length is not None and length > MAX_TARGET_SECONDS:
-            raise ApiError(400, f"{clip.client_name}: the clip is {length / 60:.1f} minutes long; targets of at "
-                                f"most {MAX_TARGET_SECONDS // 60} minutes are accepted")
+        if length is not None and length > MAX_CLIP_SECONDS:
+            raise ApiError(400, f"{clip.client_name}: the clip is {length / 60:.1f} minutes long; clips of at "
+                                f"most {MAX_CLIP_SECONDS // 60} minutes are accepted")
         if keep_db is not None and info is not None and not info.has_audio:
             raise ApiError(400, f"{clip.client_name}: the clip has no sound to keep (keep_original_audio)")
     if fade is not None and length is not None and fade > length:
