@@ -289,7 +289,20 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     # continuation with B, within +-15 ms of the beat grid)
     window = int(ALIGN_WINDOW_SECONDS * sample_rate)
     reach = search + 2 * max_shift + int(0.003 * sample_rate)
-    alignments = [align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search)
+    # everything below depends only on where A ends and B starts in the source: a junction
+    # an output of hours takes many times is measured once
+    junctions: dict = {}
+
+    def once(key, make):
+        if key not in junctions:
+            junctions[key] = make()
+        return junctions[key]
+
+    def junction(k: int) -> tuple:
+        return (pieces[k].source_offset + pieces[k].end, pieces[k + 1].source_offset + pieces[k + 1].start)
+
+    alignments = [once(("align",) + junction(k), lambda k=k: align(pieces[k], pieces[k + 1], window=window,
+                                                                    reach=reach, search=search))
                   for k in range(n_seams)]
     # move each cut (in both A and B, so the musical alignment is kept) to the point near
     # the beat where the splice is least exposed: a steady spot where the sound before
@@ -308,8 +321,9 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
             delta, novelty = -(piece_b.source_offset + piece_b.start), 0.0
             fades[k] = min(fades[k], int(round(CROSSFADE_SECONDS * sample_rate)))
         else:
-            delta, novelty = _quiet_cut_offset(piece_a, piece_b, alignments[k][2] - expected_shift,
-                                               period_samples=period_samples, sample_rate=sample_rate)
+            x0 = alignments[k][2] - expected_shift
+            delta, novelty = once(("cut", x0) + junction(k), lambda: _quiet_cut_offset(
+                piece_a, piece_b, x0, period_samples=period_samples, sample_rate=sample_rate))
         # where the two sides still differ in spectrum, a longer crossfade makes the
         # change gradual (the cut points sit between onsets, so nothing is smeared)
         for limit, seconds in LONG_FADES:
@@ -323,8 +337,9 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
         nominal = [piece.end - piece.start for piece in pieces]
         # refine around the alignment the cut was chosen with (the groove offset
         # found before the move), not around the beat grid
-        alignments = [align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4,
-                            centre=alignments[k][2]) for k in range(n_seams)]
+        alignments = [once(("refine", alignments[k][2]) + junction(k), lambda k=k: align(
+            pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4, centre=alignments[k][2]))
+            for k in range(n_seams)]
     return _Seams(pieces, fades, alignments, nominal, n_render, max_shift, full_scale)
 
 
