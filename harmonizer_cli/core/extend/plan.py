@@ -106,8 +106,8 @@ BALANCE_WEIGHT = 4.0
 #: a short clip's loop against its seam cost: the mood of the loop played over and over
 MOOD_LOOP_WEIGHT = 0.1
 #: Path-search steps (jumps) over all restarts at most, and restarts at least.
-PLAN_STEP_BUDGET = 6000
-MIN_RESTARTS = 4
+PLAN_STEP_BUDGET = 1200
+MIN_RESTARTS = 2
 #: Softmax temperature of the randomised restarts (restart 0 is greedy; the others
 #: cycle through half, once and twice this).
 SAMPLING_TEMPERATURE = 1.0
