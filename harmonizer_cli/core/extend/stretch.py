@@ -28,7 +28,7 @@ MAX_STRETCH = 0.03
 #: ... over at most this much of the output.
 MAX_STRETCH_SECONDS = 20.0
 #: The steadiest region is looked for in at most this much of the output (its middle).
-SEARCH_SECONDS = 900.0
+SEARCH_SECONDS = 300.0
 #: The output's last seconds are the song's ending as a listener compares it: the
 #: stretch stays out of them where the output is long enough.
 ENDING_SECONDS = 10.0
