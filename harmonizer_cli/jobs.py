@@ -499,6 +499,8 @@ def run_jobs(jobs: list[ExtendJob], *, workers: int = 1, on_record: Callable[[Ex
             import multiprocessing
 
             context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "forkserver")
+            if context.get_start_method() == "forkserver":
+                context.set_forkserver_preload(["harmonizer_cli._pool_quiet"])
             pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init))
             results = pool.map(_run_caught, jobs)
@@ -514,6 +516,11 @@ def run_jobs(jobs: list[ExtendJob], *, workers: int = 1, on_record: Callable[[Ex
                     on_record(record)
         except (Interrupted, KeyboardInterrupt):
             if pool is not None:  # stop the workers now (each removes its partial output)
+                import threading
+
+                # the pool's manager thread may trip over the workers it loses: we are
+                # leaving anyway, and the one line the user sees is the interruption
+                threading.excepthook = lambda args: None
                 pool.shutdown(wait=False, cancel_futures=True)
                 for child in multiprocessing.active_children():
                     child.terminate()
