@@ -449,10 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets:
         if ("splice", target) not in summary:
             continue
-        failed = [n for n, (p, _) in summary[("splice", target)].items() if p is False]
-        flagged = all(n in failed for n in SEAM_TARGETS if summary[("splice", target)].get(n, (None,))[0] is not None)
-        verdicts[target] = {"fails": failed, "seam_targets_flagged": flagged}
-        print(f"\nnegative control (splice) at {target:g} s fails: {', '.join(failed) or 'nothing'} -> "
+        caught = [n for n, (p, _) in summary[("splice", target)].items() if p is False]
+        flagged = all(n in caught for n in SEAM_TARGETS if summary[("splice", target)].get(n, (None,))[0] is not None)
+        verdicts[target] = {"fails": caught, "seam_targets_flagged": flagged}
+        print(f"\nnegative control (splice) at {target:g} s fails: {', '.join(caught) or 'nothing'} -> "
               f"{'FLAGGED: the seam measures catch it' if flagged else 'NOT FLAGGED by every seam measure'}")
     for (variant, target), rows in results.items():
         checks = [r["blind_detection"] for _, r, _ in rows if "blind_detection" in r]

@@ -65,7 +65,7 @@ def progress_for(
         return
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskProgressColumn,
-        TextColumn, TimeElapsedColumn,
+        TextColumn, TimeElapsedColumn, TimeRemainingColumn,
     )
 
     columns = [
@@ -74,6 +74,7 @@ def progress_for(
         BarColumn(),
         MofNCompleteColumn() if batch else TaskProgressColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     ]
     with Progress(*columns, console=stderr, transient=not batch) as progress:
         task = progress.add_task(description, total=None)

@@ -29,17 +29,21 @@ from harmonizer_cli.errors import AudioError, BatchError, ConfigError, Harmonize
 
 __all__ = ["Engine", "OutputFormat", "ExtendJob", "ExtendRecord", "parse_duration", "target_seconds_from",
            "expand_inputs", "output_path_for", "video_format_for", "is_video_output", "make_jobs",
-           "resolve_predictor", "run_job", "run_jobs", "MAX_INPUT_SECONDS", "MAX_TARGET_SECONDS"]
+           "resolve_predictor", "run_job", "run_jobs", "MAX_INPUT_SECONDS", "MAX_TARGET_SECONDS",
+           "MAX_CLIP_SECONDS"]
 
-#: Longest input and target. The whole song and the whole output are held in memory (not
-#: streamed); the decoded output alone is 1.4 GB for 60 min at 48 kHz stereo.
+#: Longest input and target. The song is held in memory; the output is rendered as it is
+#: written, a block at a time, so its length costs disk, not memory.
 MAX_INPUT_SECONDS = 20 * 60
-MAX_TARGET_SECONDS = 60 * 60
+MAX_TARGET_SECONDS = 24 * 60 * 60
+#: Longest video clip: a clip's new soundtrack is mixed and muxed whole (1.4 GB at 60 min).
+MAX_CLIP_SECONDS = 60 * 60
 
 #: Progress of one job is reported in these units (``on_progress(done, PROGRESS_UNITS)``).
 PROGRESS_UNITS = 1000
-#: Share of a job's progress at the start of each stage: load, analysis, plan, render, write.
-_STAGE_STARTS = (0.0, 0.1, 0.25, 0.5, 0.9)
+#: Share of a job's progress at the start of each stage: load, analysis, plan, lay-out,
+#: render-and-write (the output is rendered as it is written: the longest part of a long job).
+_STAGE_STARTS = (0.0, 0.05, 0.2, 0.45, 0.55)
 
 
 class Engine(str, Enum):
@@ -94,9 +98,9 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
         from harmonizer_cli.core.media import probe_media
 
         clip_seconds = probe_media(video).duration_seconds
-        if clip_seconds > MAX_TARGET_SECONDS:
-            raise ConfigError(f"the clip is {clip_seconds / 60:.1f} minutes long; targets of at most "
-                              f"{MAX_TARGET_SECONDS // 60} minutes are accepted", path=video)
+        if clip_seconds > MAX_CLIP_SECONDS:
+            raise ConfigError(f"the clip is {clip_seconds / 60:.1f} minutes long; clips of at most "
+                              f"{MAX_CLIP_SECONDS // 60} minutes are accepted", path=video)
         return clip_seconds
     if sum(given) != 1:
         raise ConfigError("give exactly one of --minutes, --seconds, --duration or --video")
@@ -108,7 +112,7 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
         value = parse_duration(duration)  # type: ignore[arg-type]
     if not value > 0 or value > MAX_TARGET_SECONDS:
         raise ConfigError(f"the target duration must be more than 0 and at most "
-                          f"{MAX_TARGET_SECONDS // 60} minutes, got {value:g} s")
+                          f"{MAX_TARGET_SECONDS // 3600} hours, got {value:g} s")
     return value
 
 
@@ -375,11 +379,18 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
                           seed=job.seed, path=str(job.input),
                           on_progress=progress.engine if on_progress is not None else None)
     clock = time.perf_counter()
-    music = result.samples
-    if job.fade_out_seconds is not None:  # after the extension: the real ending is still there, under the fade
-        from harmonizer_cli.core.media import fade_out
+    if job.keep_original_audio_db is not None or video_format is not None:
+        music = result.samples  # a clip's length (60 minutes at most): mixed and muxed whole
+        if job.fade_out_seconds is not None:  # after the extension: the real ending is still there, under the fade
+            from harmonizer_cli.core.media import fade_out
 
-        music = fade_out(music, result.sample_rate, job.fade_out_seconds)
+            music = fade_out(music, result.sample_rate, job.fade_out_seconds)
+    else:  # rendered as it is written, a block at a time (an output of hours never whole in memory)
+        music = result.output
+        if job.fade_out_seconds is not None:
+            from harmonizer_cli.core.media import FadedOut
+
+            music = FadedOut(music, result.sample_rate, job.fade_out_seconds)
     if job.keep_original_audio_db is not None and job.video is not None:
         from harmonizer_cli.core.media import mix_under, read_clip_audio
 
@@ -395,7 +406,9 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
     else:
         out_format = output_format_for(job.output, job.format)
         save_audio(job.output, music, result.sample_rate, format=job.format,
-                   subtype=output_subtype_for(job.input, out_format), overwrite=job.force, inputs=inputs)
+                   subtype=output_subtype_for(job.input, out_format), overwrite=job.force, inputs=inputs,
+                   on_progress=None if on_progress is None else
+                   (lambda done, total: progress.at(progress.WRITE, done, total)))
         written_rate = _written_rate(out_format, result.sample_rate)
     progress.at(progress.WRITE, 1, 1)
     timings = {"load": round(load_seconds, 4), **result.timings,
@@ -404,7 +417,7 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
     return ExtendRecord(
         input=str(job.input), output=str(job.output), input_seconds=round(audio.duration_seconds, 6),
         output_seconds=round(result.duration_seconds, 6), target_seconds=job.target_seconds,
-        sample_rate=written_rate, channels=int(result.samples.shape[1]), seams=result.seams_seconds,
+        sample_rate=written_rate, channels=result.n_channels, seams=result.seams_seconds,
         segments=result.segments, engine=result.engine, model=result.model, fallback=result.fallback,
         tempo_bpm=result.tempo_bpm, beats_per_bar=result.beats_per_bar, stretch=result.stretch, seed=job.seed,
         timings=timings, video=None if job.video is None else str(job.video),
@@ -486,6 +499,8 @@ def run_jobs(jobs: list[ExtendJob], *, workers: int = 1, on_record: Callable[[Ex
             import multiprocessing
 
             context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "forkserver")
+            if context.get_start_method() == "forkserver":
+                context.set_forkserver_preload(["harmonizer_cli._pool_quiet"])
             pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init))
             results = pool.map(_run_caught, jobs)
@@ -501,6 +516,11 @@ def run_jobs(jobs: list[ExtendJob], *, workers: int = 1, on_record: Callable[[Ex
                     on_record(record)
         except (Interrupted, KeyboardInterrupt):
             if pool is not None:  # stop the workers now (each removes its partial output)
+                import threading
+
+                # the pool's manager thread may trip over the workers it loses: we are
+                # leaving anyway, and the one line the user sees is the interruption
+                threading.excepthook = lambda args: None
                 pool.shutdown(wait=False, cancel_futures=True)
                 for child in multiprocessing.active_children():
                     child.terminate()

@@ -3,7 +3,8 @@
 ``LiveServer`` runs ``create_app(settings)`` on 127.0.0.1 (a free port) in a
 background thread, as ``harmonizer serve`` does in its main thread, with the
 app's lifespan (start-up and shut-down) included. ``multipart`` builds a body
-byte for byte (file names exactly as given: ``../../evil.wav`` stays that).
+byte for byte (file names exactly as given: ``../../evil.wav`` stays that); ``make_clip``
+makes a small H.264 clip.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import uvicorn
 from harmonizer_cli.serve import Settings, create_app
 from test_extension import make_song
 
-__all__ = ["LiveServer", "multipart", "song_bytes", "wait_for", "wait_done", "tree"]
+__all__ = ["LiveServer", "multipart", "song_bytes", "make_clip", "wait_for", "wait_done", "tree",
+           "CLIP_TONE_HZ", "CLIP_TONE_LEVEL"]
+
+#: The sound of the clips ``make_clip`` makes: a sine at this frequency and amplitude.
+CLIP_TONE_HZ, CLIP_TONE_LEVEL = 1000.0, 0.3
 
 
 class LiveServer:
@@ -91,6 +96,46 @@ def song_bytes(seconds: float = 12.0, *, sample_rate: int = 22050, fmt: str = "W
     buffer = io.BytesIO()
     sf.write(buffer, make_song(seconds, sample_rate=sample_rate).samples, sample_rate, format=fmt)
     return buffer.getvalue()
+
+
+def make_clip(path: Path, seconds: float, *, sound: bool = True, container_format: Optional[str] = None) -> Path:
+    """A small real clip made with PyAV: H.264 (64x48, 10 fps, a moving bar) and, with ``sound``,
+    a 1 kHz tone at 0.3 as AAC (48 kHz stereo). Skips the test where PyAV or its encoders are missing."""
+    import pytest
+
+    av = pytest.importorskip("av", reason="PyAV is not installed")
+    from fractions import Fraction
+
+    import numpy as np
+
+    for codec in ("libx264", "aac"):
+        try:
+            av.Codec(codec, "w")
+        except Exception:  # noqa: BLE001 - any failure: this PyAV build cannot encode it
+            pytest.skip(f"this PyAV build has no {codec} encoder")
+    with av.open(str(path), "w", format=container_format) as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        audio = None
+        if sound:
+            audio = container.add_stream("aac", rate=48000)
+            audio.layout = "stereo"
+        for index in range(int(round(seconds * 10))):
+            image = np.full((48, 64, 3), 40, np.uint8)
+            image[:, (index * 3) % 64] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        if audio is not None:
+            t = np.arange(int(round(seconds * 48000))) / 48000
+            tone = (CLIP_TONE_LEVEL * np.sin(2 * np.pi * CLIP_TONE_HZ * t)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, 0, Fraction(1, 48000)
+            container.mux(audio.encode(frame))
+            container.mux(audio.encode(None))
+    return path
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05):

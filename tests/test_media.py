@@ -567,7 +567,7 @@ def test_a_clip_over_the_target_limit_is_a_usage_error(tmp_path, song_m4a):
         container.mux(video.encode())
     result = invoke(str(song_m4a), "--video", str(clip), "--no-model")
     assert result.exit_code == 2, result.output
-    assert "the clip is 61.7 minutes long; targets of at most 60 minutes" in result.stderr
+    assert "the clip is 61.7 minutes long; clips of at most 60 minutes" in result.stderr
 
 
 @pytest.mark.parametrize(("clip_case", "code", "says"), [

@@ -3,7 +3,8 @@
 Upload, poll, download and the exact duration; files that are not media, empty,
 oversize or corrupt; bad fields; unknown ids; traversal-looking file names;
 concurrent jobs, the queue limit and cancellation; expiry; the Host and Origin
-guard; video (501 without support); and the command itself: its help, a port in
+guard; video (the clip with its new soundtrack, the container it is written in, fade-out
+and the clip's own sound kept under the music); and the command itself: its help, a port in
 use, the warning off loopback, and a clean stop on SIGINT / SIGTERM with nothing
 left in the temporary folder. The browser test is ``test_serve_browser.py``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,8 +30,8 @@ from harmonizer_cli.cli import app as cli_app
 from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
 from harmonizer_cli.serve import is_loopback_host
 from harmonizer_cli.serve.upload import display_name, download_name, sniff_media
-from harmonizer_cli.serve.worker import VIDEO_UNSUPPORTED, video_supported
-from serve_server import LiveServer, multipart, song_bytes, tree, wait_done, wait_for
+from serve_server import (CLIP_TONE_HZ, CLIP_TONE_LEVEL, LiveServer, make_clip, multipart, song_bytes, tree,
+                          wait_done, wait_for)
 
 NOT_AUDIO = "cannot decode: not an audio file, or a corrupt or unsupported format"
 STATIC = Path(__file__).resolve().parents[1] / "harmonizer_cli" / "serve" / "static"
@@ -93,7 +95,7 @@ def test_health_page_and_headers(tmp_path) -> None:
         assert health.status_code == 200
         body = health.json()
         assert body["status"] == "ok" and body["workers"] == 2 and body["queue_limit"] == 3
-        assert body["video"] is video_supported() and body["formats"] == list(OUTPUT_FORMATS)
+        assert body["video"] is True and body["formats"] == list(OUTPUT_FORMATS)
         page = server.client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<script src="/static/app.js"' in page.text and 'type="file"' in page.text
@@ -173,9 +175,10 @@ def test_bad_files(tmp_path, song) -> None:
         assert state["error"] == f"broken.wav: {NOT_AUDIO}"
         assert server.client.get(f"{corrupt.json()['status_url']}/result").status_code == 410
 
-        too_short = server.submit(song_bytes(3.0), filename="short.wav", seconds="30")
+        too_short = server.submit(song_bytes(1.5), filename="short.wav", seconds="30")  # under 2 s
         state, _ = wait_done(server.client, too_short.json()["status_url"])
-        assert state["status"] == "failed" and state["error"].startswith("short.wav: too short to extend")
+        assert state["status"] == "failed", state
+        assert state["error"] == "short.wav: too short to extend (1.5 s; at least 2 s needed)"
 
         assert server.client.get("/api/health").json()["status"] == "ok"  # still up, and still working
         good = server.submit(song, seconds="15").json()
@@ -202,11 +205,20 @@ def test_oversize_upload(tmp_path, song) -> None:
     ({"duration": "soon"}, "duration must be MM:SS or HH:MM:SS"),
     ({"seconds": "abc"}, "seconds must be a number"),
     ({"seconds": "0"}, "the target duration must be more than 0"),
-    ({"seconds": "99999"}, "at most 60 minutes"),
+    ({"seconds": "99999"}, "at most 24 hours"),
     ({"seconds": "20", "format": "exe"}, "format must be one of wav, flac, ogg, mp3"),
     ({"seconds": "20", "seed": "-1"}, "seed must be a whole number"),
     ({"seconds": "20", "minutes": "3"}, "unknown field 'minutes'"),
     ({"seconds": "1" * 40}, "field 'seconds' is too long"),
+    ({"seconds": "20", "fade_out": "soon"}, "fade_out must be a number"),
+    ({"seconds": "20", "fade_out": "-1"}, "fade_out must be seconds, from 0 (no fade)"),
+    ({"seconds": "20", "fade_out": "nan"}, "fade_out must be seconds"),
+    ({"seconds": "20", "fade_out": "inf"}, "fade_out must be seconds"),
+    ({"seconds": "20", "fade_out": "25"}, "fade_out must be at most the target length (20 s), got 25"),
+    ({"seconds": "20", "keep_original_audio": "-12"}, "keep_original_audio needs a 'video'"),
+    ({"seconds": "20", "keep_original_audio": "loud"}, "keep_original_audio must be a number"),
+    ({"seconds": "20", "keep_original_audio": "6"}, "keep_original_audio must be a level in dB from -60 to 0"),
+    ({"seconds": "20", "keep_original_audio": "-100"}, "keep_original_audio must be a level in dB from -60 to 0"),
 ])
 def test_bad_fields(tmp_path, song, fields, says) -> None:
     with LiveServer(tmp_path) as server:
@@ -358,57 +370,188 @@ def test_host_and_origin_guard(tmp_path, song) -> None:
 
 # --------------------------------------------------------------------------- video
 
-def _fake_clip() -> bytes:
-    return b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(4000)
+CLIP_SECONDS = 15.0
+AAC_FRAME = 1024  # samples: one AAC frame, the tolerance on the music's length
 
 
-@pytest.mark.skipif(video_supported(), reason="video support is installed: test_video_job covers it")
-def test_video_without_support_is_501(tmp_path, song) -> None:
-    with LiveServer(tmp_path) as server:
-        body, content_type = multipart({}, [("file", "song.wav", song), ("video", "clip.mp4", _fake_clip())])
-        answer = server.client.post("/api/jobs", content=body, headers={"content-type": content_type})
-        assert answer.status_code == 501 and answer.json() == {"error": VIDEO_UNSUPPORTED}
-        assert server.client.get("/api/health").json()["video"] is False
-        assert tree(server.pool.root) == []
+def _video_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(packet) for packet in container.demux(container.streams.video[0])
+                if packet.pts is not None or packet.dts is not None]
 
 
-def _make_clip(path: Path, seconds: float) -> None:
-    """A small real clip (64x64, 10 fps, mpeg4 video and a quiet AAC track) with PyAV."""
-    av = pytest.importorskip("av", reason="PyAV is not installed")
+def _decoded_audio(path: Path):
+    """Every sample the first audio stream decodes to, as a player gets it: (samples [n, channels], rate, codec)."""
+    import av
     import numpy as np
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for index in range(int(seconds * 10)):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), index % 255, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        frames = [frame.to_ndarray() for frame in container.decode(stream)]
+        return np.concatenate(frames, axis=1).T, stream.codec_context.sample_rate, stream.codec_context.name
 
 
-@pytest.mark.skipif(not video_supported(), reason=VIDEO_UNSUPPORTED)
-def test_video_job(tmp_path, song) -> None:
+def _tone_level(samples, sample_rate: int, hz: float) -> float:
+    """Amplitude of a sine at ``hz`` in the first channel."""
+    import numpy as np
+
+    t = np.arange(samples.shape[0]) / sample_rate
+    x = samples[:, 0].astype(np.float64)
+    return float(2 * np.hypot(np.mean(x * np.sin(2 * np.pi * hz * t)), np.mean(x * np.cos(2 * np.pi * hz * t))))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 15 s H.264 clip with an AAC tone as its sound."""
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", CLIP_SECONDS)
+
+
+def _submit_video(server: LiveServer, song: bytes, clip_bytes: bytes, *, clip_name: str = "clip.mp4", **fields):
+    body, content_type = multipart(fields, [("file", "song.wav", song), ("video", clip_name, clip_bytes)])
+    return server.client.post("/api/jobs", content=body, headers={"content-type": content_type})
+
+
+def test_video_job(tmp_path, song, clip) -> None:
     from harmonizer_cli.core.media import probe_media
 
-    clip = tmp_path / "clip.mp4"
-    _make_clip(clip, 15.0)
     clip_seconds = probe_media(clip).duration_seconds
+    assert clip_seconds == pytest.approx(CLIP_SECONDS, abs=1e-3)
     with LiveServer(tmp_path) as server:
-        body, content_type = multipart({"seed": "1"}, [("file", "song.wav", song),
-                                                       ("video", "../clip.mp4", clip.read_bytes())])
-        answer = server.client.post("/api/jobs", content=body, headers={"content-type": content_type})
+        answer = _submit_video(server, song, clip.read_bytes(), clip_name="../clip.mp4", seed="1")
         assert answer.status_code == 202, answer.text
         state, _ = wait_done(server.client, answer.json()["status_url"])
         assert state["status"] == "done", state
         assert state["download_name"] == "clip.extended.mp4"
-        assert abs(state["result"]["output_seconds"] - clip_seconds) <= 0.010
+        record = state["result"]
+        assert record["video"] == "clip.mp4" and record["output"] == "clip.extended.mp4"
+        assert record["video_seconds"] == pytest.approx(clip_seconds, abs=1e-6)
+        assert abs(record["output_seconds"] - clip_seconds) <= 0.010
+        assert str(server.temp_root) not in repr(state)
         download = server.client.get(state["result_url"])
-        assert download.headers["content-type"] == "video/mp4"
+        assert download.status_code == 200 and download.headers["content-type"] == "video/mp4"
+        assert 'filename="clip.extended.mp4"' in download.headers["content-disposition"]
         result = tmp_path / "result.mp4"
         result.write_bytes(download.content)
-        assert abs(probe_media(result).duration_seconds - clip_seconds) <= 0.1
+
+        info = probe_media(result)
+        assert info.has_video and info.video_codec == "h264" and info.audio_codec == "aac"
+        assert info.duration_seconds == pytest.approx(clip_seconds, abs=1e-6)
+        assert _video_packets(result) == _video_packets(clip)  # the video is copied, packet for packet
+        music, rate, _ = _decoded_audio(result)
+        assert rate == 22050 == record["sample_rate"]  # the song's rate (AAC takes it)
+        assert abs(music.shape[0] - clip_seconds * rate) <= AAC_FRAME  # as long as the clip, to one audio frame
+        assert _tone_level(music, rate, CLIP_TONE_HZ) < 0.01  # the clip's own sound is gone
+
+        waveform = server.client.get(state["waveform_url"]).json()  # read from the mp4's audio track
+        assert waveform["points"] == 1000 and abs(waveform["duration_seconds"] - clip_seconds) <= 0.010
+        assert max(waveform["max"]) > 0.3 and min(waveform["min"]) < -0.3
+
+
+def test_video_job_fade_out_and_keep_original_audio(tmp_path, song, clip) -> None:
+    import numpy as np
+
+    with LiveServer(tmp_path, workers=2) as server:
+        plain = _submit_video(server, song, clip.read_bytes(), seed="1")
+        mixed = _submit_video(server, song, clip.read_bytes(), seed="1", fade_out="4", keep_original_audio="-20")
+        assert plain.status_code == 202 and mixed.status_code == 202, mixed.text
+        results = []
+        for answer in (plain, mixed):
+            state, _ = wait_done(server.client, answer.json()["status_url"])
+            assert state["status"] == "done", state
+            path = tmp_path / f"{answer.json()['id']}.mp4"
+            path.write_bytes(server.client.get(state["result_url"]).content)
+            results.append(_decoded_audio(path))
+    (a, rate, _), (b, rate_b, _) = results
+    assert a.shape == b.shape and rate == rate_b
+    level = CLIP_TONE_LEVEL * 10 ** (-20 / 20)
+    middle = slice(rate, a.shape[0] - 5 * rate)  # before the fade: the music plus the clip's tone at -20 dB
+    assert _tone_level(b[middle] - a[middle], rate, CLIP_TONE_HZ) == pytest.approx(level, rel=0.1)
+    assert _tone_level(a[middle], rate, CLIP_TONE_HZ) < 0.01
+    # 2 s before the end the 4 s raised-cosine fade is at half: the music there is half as loud
+    window = slice(a.shape[0] - int(2.2 * rate), a.shape[0] - int(1.8 * rate))
+    t = np.arange(b.shape[0])[window] / rate
+    tone = level * np.sin(2 * np.pi * CLIP_TONE_HZ * t)[:, None]
+    ratio = float(np.sqrt(np.mean((b[window] - tone) ** 2) / np.mean(a[window] ** 2)))
+    assert 0.4 < ratio < 0.6, ratio
+
+
+def test_video_defaults_fit_the_clip(tmp_path, song, clip) -> None:
+    h264_webm = make_clip(tmp_path / "h264.webm", 3.0, container_format="matroska")  # H.264 named .webm
+    silent = make_clip(tmp_path / "silent.mp4", 3.0, sound=False)
+    with LiveServer(tmp_path, workers=1, queue_limit=8) as server:
+        answer = _submit_video(server, song, h264_webm.read_bytes(), clip_name="h264.webm")
+        assert answer.status_code == 202, answer.text  # a .webm file cannot hold H.264: mkv instead
+        assert server.pool.get(answer.json()["id"]).spec.download_name == "h264.extended.mkv"
+        server.client.delete(answer.json()["status_url"])
+        answer = _submit_video(server, song, clip.read_bytes(), format="mov", fade_out="0", keep_original_audio="0")
+        assert answer.status_code == 202, answer.text  # 0: no fade; the clip's sound at full level
+        assert server.pool.get(answer.json()["id"]).spec.download_name == "clip.extended.mov"
+        server.client.delete(answer.json()["status_url"])
+
+        refusals = [
+            (clip, {"format": "webm"}, "format webm: a .webm file cannot hold the clip's h264 video"),
+            (clip, {"format": "wav"}, "with a video, format must be one of mp4, mov, mkv, webm"),
+            (clip, {"seconds": "20"}, "with a video the length is the clip's"),
+            (clip, {"fade_out": "16"}, "fade_out must be at most the target length (15 s), got 16"),
+            (silent, {"keep_original_audio": "-12"}, "clip.mp4: the clip has no sound to keep"),
+        ]
+        for path, fields, says in refusals:
+            answer = _submit_video(server, song, path.read_bytes(), **fields)
+            assert answer.status_code == 400 and says in answer.json()["error"], (fields, answer.text)
+        wait_for(lambda: tree(server.pool.root) == [], timeout=20, what="the deleted and refused jobs' folders")
+
+        # a clip that passes the sniff but cannot be read: the job fails with the CLI's line, the client's name
+        broken = _submit_video(server, song, b"\x00\x00\x00\x20ftypisom" + bytes(4000), clip_name="broken.mp4")
+        assert broken.status_code == 202, broken.text
+        state, _ = wait_done(server.client, broken.json()["status_url"])
+        assert state["status"] == "failed" and state["error"].startswith("broken.mp4: "), state
+        assert str(server.temp_root) not in state["error"]
+
+
+def test_build_extend_job_passes_the_new_fields(tmp_path, clip) -> None:
+    from harmonizer_cli.serve.worker import JobSpec, build_extend_job
+
+    shutil.copyfile(clip, tmp_path / "video.mp4")
+    spec = JobSpec(folder=str(tmp_path), input="input.wav", input_name="song.wav", target_seconds=None,
+                   format="mkv", seed=2, use_model=False, download_name="clip.extended.mkv", video="video.mp4",
+                   video_name="clip.mp4", fade_out_seconds=3.5, keep_original_audio_db=-18.0)
+    job = build_extend_job(spec)
+    assert job.video == tmp_path / "video.mp4" and job.output == tmp_path / "result.mkv" and job.format == "mkv"
+    assert job.target_seconds == pytest.approx(CLIP_SECONDS, abs=1e-3)
+    assert job.fade_out_seconds == 3.5 and job.keep_original_audio_db == -18.0
+    audio = build_extend_job(JobSpec(folder=str(tmp_path), input="input.wav", input_name="song.wav",
+                                     target_seconds=20.0, format="wav", seed=0, use_model=False,
+                                     download_name="song.extended.wav", fade_out_seconds=2.0))
+    assert audio.video is None and audio.target_seconds == 20.0 and audio.fade_out_seconds == 2.0
+    assert audio.keep_original_audio_db is None
+
+
+@pytest.mark.parametrize("fmt, media_type", [("m4a", "audio/mp4"), ("opus", "audio/ogg")])
+def test_pyav_formats_have_a_waveform(tmp_path, song, fmt, media_type) -> None:
+    with LiveServer(tmp_path) as server:
+        answer = server.submit(song, seconds="14", format=fmt)
+        state, _ = wait_done(server.client, answer.json()["status_url"])
+        assert state["status"] == "done", state
+        assert server.client.get(state["result_url"]).headers["content-type"] == media_type
+        waveform = server.client.get(state["waveform_url"]).json()
+    assert waveform["points"] == 1000 and abs(waveform["duration_seconds"] - 14.0) <= 0.010
+    assert max(waveform["max"]) > 0.3
+
+
+def test_fade_out_of_an_audio_job(tmp_path, song) -> None:
+    import numpy as np
+
+    with LiveServer(tmp_path) as server:
+        answer = server.submit(song, seconds="20", fade_out="2.5")
+        assert answer.status_code == 202, answer.text
+        state, _ = wait_done(server.client, answer.json()["status_url"])
+        assert state["status"] == "done", state
+        samples, rate = sf.read(io.BytesIO(server.client.get(state["result_url"]).content), dtype="float32")
+    assert samples.shape[0] == 20 * rate
+    assert np.max(np.abs(samples[-20:])) < 1e-3  # faded to silence
+    assert np.max(np.abs(samples[: 15 * rate])) > 0.3
 
 
 # --------------------------------------------------------------------------- the command

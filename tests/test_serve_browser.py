@@ -2,9 +2,11 @@
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and
 selenium (the ``test`` extra); skips with a message where they are missing.
-Screenshots: the desktop page and a phone-sized window, kept in the test's
+Also a clip: the song fitted to it, its sound kept under the music, the result played as
+a video. Screenshots: the desktop page and a phone-sized window, kept in the test's
 temporary folder and copied to /tmp/serve_screenshot.png and
-/tmp/serve_screenshot_phone.png to be looked at.
+/tmp/serve_screenshot_phone.png (with a clip: /tmp/serve_video_desktop.png and
+/tmp/serve_video_phone.png) to be looked at.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from serve_server import LiveServer
+from serve_server import LiveServer, make_clip
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.ogg"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,7 +29,9 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 SHOTS = {"desktop": Path("/tmp/serve_screenshot.png"), "phone": Path("/tmp/serve_screenshot_phone.png"),
-         "phone_full": Path("/tmp/serve_screenshot_phone_full.png")}
+         "phone_full": Path("/tmp/serve_screenshot_phone_full.png"),
+         "video_desktop": Path("/tmp/serve_video_desktop.png"), "video_phone": Path("/tmp/serve_video_phone.png"),
+         "video_phone_form": Path("/tmp/serve_video_phone_form.png")}
 
 
 @pytest.fixture
@@ -72,6 +76,27 @@ def _screenshot(driver, tmp_path: Path, name: str, *, width: int, height: int | 
     return path
 
 
+def _wait_for_health(browser) -> None:
+    """Until the page has its answer from /api/health (its limits)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/api/health'))"))
+
+
+def _finished(player_id: str):
+    """A wait condition: 'ready' once the result is shown and its player knows its duration, or the error."""
+    def finished(driver):
+        return driver.execute_script(
+            f"const player = document.getElementById('{player_id}');"
+            "const error = document.getElementById('error');"
+            "if (!error.hidden) return 'error: ' + error.textContent;"
+            "if (player.error) return 'player error: ' + player.error.code + ' ' + player.error.message;"
+            "return !document.getElementById('result').hidden && player.readyState >= 1"
+            " && player.duration > 0 && 'ready';")
+    return finished
+
+
 def test_page_extends_the_demo_song(tmp_path, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -79,23 +104,15 @@ def test_page_extends_the_demo_song(tmp_path, browser) -> None:
     with LiveServer(tmp_path, workers=1) as server:
         browser.get(server.url + "/")
         assert browser.title.startswith("harmonizer")
-        WebDriverWait(browser, 20).until(lambda d: d.execute_script(
-            "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/api/health'))"))
+        _wait_for_health(browser)
         browser.find_element(By.ID, "song").send_keys(str(DEMO))  # what a drop or the file picker does
         assert browser.find_element(By.ID, "song-name").text == "demo.ogg"
         target = browser.find_element(By.ID, "target")
         target.clear()
         target.send_keys("1:30")
+        assert not browser.find_element(By.ID, "keep-row").is_displayed()  # no clip: no clip's sound to keep
         browser.find_element(By.ID, "extend").click()
-
-        def finished(driver):
-            return driver.execute_script(
-                "const player = document.getElementById('player');"
-                "const error = document.getElementById('error');"
-                "if (!error.hidden) return 'error: ' + error.textContent;"
-                "return !document.getElementById('result').hidden && player.readyState >= 1"
-                " && player.duration > 0 && 'ready';")
-        outcome = WebDriverWait(browser, 180, poll_frequency=0.25).until(finished)
+        outcome = WebDriverWait(browser, 180, poll_frequency=0.25).until(_finished("player"))
         assert outcome == "ready", outcome
 
         duration = browser.execute_script("return document.getElementById('player').duration")
@@ -145,13 +162,15 @@ def test_page_by_keyboard_and_the_cli_error_for_a_text_file(tmp_path, browser) -
     text.write_text("these are my notes, not a song\n" * 10)
     with LiveServer(tmp_path) as server:
         browser.get(server.url + "/")
-        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "video").get_attribute("disabled"))
-        order = []  # by keyboard alone: Tab reaches the song, the length and Extend, in that order
-        for _ in range(12):
+        _wait_for_health(browser)
+        order = []  # by keyboard alone: Tab reaches the song, the fade-out, the length and Extend, in that order
+        for _ in range(16):
             order.append(press(Keys.TAB))
             if order[-1] == "extend":
                 break
-        assert [name for name in order if name in ("song", "target", "extend")] == ["song", "target", "extend"], order
+        wanted = ["song", "fade-out", "target", "extend"]
+        assert [name for name in order if name in wanted] == wanted, order
+        assert "keep-audio" not in order and "keep-db" not in order  # no clip: nothing of a clip's sound
         press(Keys.ENTER)
         hint = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "error").text)
         assert hint.startswith("Choose a song first")
@@ -161,3 +180,52 @@ def test_page_by_keyboard_and_the_cli_error_for_a_text_file(tmp_path, browser) -
             lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error").text)
         assert error == "notes.mp3: cannot decode: not an audio file, or a corrupt or unsupported format"
         assert server.client.get("/api/health").json()["status"] == "ok"
+
+
+def test_page_scores_a_clip(tmp_path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = make_clip(tmp_path / "holiday.mp4", 50.0)
+    with LiveServer(tmp_path, workers=1) as server:
+        browser.get(server.url + "/")
+        _wait_for_health(browser)
+        browser.find_element(By.ID, "song").send_keys(str(DEMO))
+        keep = browser.find_element(By.ID, "keep-audio")
+        assert not keep.is_displayed()
+        browser.find_element(By.ID, "video").send_keys(str(clip))
+        assert browser.find_element(By.ID, "video-name").text == "holiday.mp4"
+        assert browser.find_element(By.ID, "mode-clip").is_selected()
+        assert not browser.find_element(By.ID, "target").is_enabled()
+        level = browser.find_element(By.ID, "keep-db")
+        assert keep.is_displayed() and not level.is_enabled()  # the level waits for the box
+        keep.send_keys(Keys.SPACE)  # by keyboard
+        assert keep.is_selected() and level.is_enabled() and level.get_attribute("value") == "-12"
+        level.clear()
+        level.send_keys("-20")
+        fade = browser.find_element(By.ID, "fade-out")
+        fade.clear()
+        fade.send_keys("3")
+        _screenshot(browser, tmp_path, "video_phone_form", width=390)  # the form with a clip, before Extend
+        browser.set_window_size(1280, 1000)
+        browser.find_element(By.ID, "extend").click()
+        outcome = WebDriverWait(browser, 120, poll_frequency=0.25).until(_finished("video-player"))
+        assert outcome == "ready", outcome
+        assert not browser.find_element(By.ID, "player").is_displayed()
+        duration = browser.execute_script("return document.getElementById('video-player').duration")
+        assert abs(duration - 50.0) <= 0.05
+        record = json.loads(browser.find_element(By.ID, "json").get_attribute("textContent"))
+        assert record["video"] == "holiday.mp4" and abs(record["output_seconds"] - 50.0) <= 0.010
+        assert "holiday.mp4 (0:50.000)" in browser.find_element(By.ID, "facts").text
+        link = browser.find_element(By.ID, "download")
+        assert link.get_attribute("download") == "holiday.extended.mp4"
+        assert server.client.get(link.get_attribute("href")).headers["content-type"] == "video/mp4"
+        spec = server.pool.get(link.get_attribute("href").split("/")[-2]).spec  # what the page sent
+        assert spec.fade_out_seconds == 3.0 and spec.keep_original_audio_db == -20.0 and spec.format == "mp4"
+        _screenshot(browser, tmp_path, "video_desktop", width=1280)
+        _screenshot(browser, tmp_path, "video_phone", width=390)
+        browser.set_window_size(390, 844)
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow} px wider than a phone's screen"
+        browser.get("about:blank")

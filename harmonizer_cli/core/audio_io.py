@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from harmonizer_cli.core._typing import ProgressFn
 from harmonizer_cli.errors import AudioError, OutputError
 
 __all__ = [
@@ -497,15 +498,32 @@ def _without_peak_chunk(handle: "sf.SoundFile") -> None:
         pass
 
 
+def _blocks_of(samples, block_frames: int = _BLOCK_FRAMES):
+    """``(n_frames, n_channels, blocks)`` of an array or of a stream with ``blocks()``."""
+    if hasattr(samples, "blocks"):
+        return int(samples.n_samples), int(samples.n_channels), samples.blocks(block_frames)
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[:, None]
+    return array.shape[0], array.shape[1], (array[start:start + block_frames]
+                                            for start in range(0, array.shape[0], block_frames))
+
+
+#: WAV data over this many bytes is written as RF64 (plain WAV holds at most 4 GiB).
+WAV_LIMIT_BYTES = (1 << 32) - (1 << 20)
+_SUBTYPE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
 def save_audio(
     path: str | os.PathLike,
-    samples: np.ndarray,
+    samples,
     sample_rate: int,
     *,
     format: str | None = None,
     subtype: str | None = None,
     overwrite: bool = False,
     inputs: tuple[str | os.PathLike, ...] = (),
+    on_progress: ProgressFn = None,
 ) -> Path:
     """Write audio atomically, in blocks.
 
@@ -513,14 +531,18 @@ def save_audio(
     ----------
     path : str or os.PathLike
         Destination. Its extension picks the format unless ``format`` is given.
-    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)]
-        Float samples; values outside [-1, 1] are clipped for integer formats.
+    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)], or a stream
+        Float samples, or an object with ``n_samples``, ``n_channels`` and
+        ``blocks(block_frames)`` (an extension's output, rendered as it is written:
+        an output of hours is never whole in memory). Values outside [-1, 1] are
+        clipped for integer formats.
     sample_rate : int
         Samples per second.
     format : {"wav", "flac", "ogg", "mp3", "m4a", "opus"}, optional
         m4a is AAC (96 kbit/s per channel) and opus is Opus in Ogg (64 kbit/s per
         channel, at 48 kHz unless the audio is at 8, 12, 16 or 24 kHz: other rates
-        are resampled), both written through PyAV.
+        are resampled), both written through PyAV. A WAV of more than 4 GiB is
+        written as RF64 (its 64-bit successor, which players of long files read).
     subtype : str, optional
         A libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, …) or one of
         ``"16"``, ``"24"``, ``"float"``; default 16-bit PCM for wav and flac. Ignored
@@ -529,6 +551,8 @@ def save_audio(
         Replace an existing file (``--force``).
     inputs : tuple of paths
         Files that must never be written to (the command's inputs).
+    on_progress : callable(done, total), optional
+        Frames written so far, after each block.
 
     Returns
     -------
@@ -545,31 +569,34 @@ def save_audio(
     name = output_format_for(path, format)
     major, default_subtype = OUTPUT_FORMATS[name]
     subtype = WAV_SUBTYPES.get(str(subtype), subtype) or default_subtype
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 1:
-        samples = samples[:, None]
-    if samples.shape[0] == 0:
+    n_frames, n_channels, blocks = _blocks_of(samples)
+    if n_frames == 0:
         raise OutputError("refusing to write an empty file (no samples)", path=path)
+    if on_progress is not None:
+        blocks = _reporting(blocks, n_frames, on_progress)
     if name in _PYAV_OUTPUTS:
         from harmonizer_cli.core.media import write_audio_file
 
         with atomic_output(path, overwrite=overwrite) as tmp:
-            write_audio_file(tmp, samples, sample_rate, format=name, path=path)
+            write_audio_file(tmp, blocks, sample_rate, format=name, path=path, n_frames=n_frames,
+                             n_channels=n_channels)
         return path
-    if subtype not in ("FLOAT", "DOUBLE"):
-        samples = np.clip(samples, -1.0, 1.0)
+    if major == "WAV" and n_frames * n_channels * _SUBTYPE_BYTES.get(subtype, 4) > WAV_LIMIT_BYTES:
+        major = "RF64"
     if not sf.check_format(major, subtype):
         raise OutputError(f"{name} files cannot hold subtype {subtype}", path=path)
+    clip = subtype not in ("FLOAT", "DOUBLE")
     with atomic_output(path, overwrite=overwrite) as tmp:
         try:
             with sf.SoundFile(
-                str(tmp), mode="w", samplerate=int(sample_rate), channels=samples.shape[1],
+                str(tmp), mode="w", samplerate=int(sample_rate), channels=n_channels,
                 format=major, subtype=subtype,
             ) as handle:
                 if subtype in ("FLOAT", "DOUBLE"):
                     _without_peak_chunk(handle)
-                for start in range(0, samples.shape[0], _BLOCK_FRAMES):
-                    handle.write(samples[start : start + _BLOCK_FRAMES])
+                for block in blocks:
+                    block = np.asarray(block, dtype=np.float32)
+                    handle.write(np.clip(block, -1.0, 1.0) if clip else block)
         except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
             # libsndfile reports a full disk as "System error."; soundfile asserts on a
             # short write: name the likely cause when the folder has no space left
@@ -579,3 +606,12 @@ def save_audio(
                     reason = "no space left on device"
             raise OutputError(f"cannot write {name} ({reason})", path=path) from exc
     return path
+
+
+def _reporting(blocks, total: int, on_progress):
+    """``blocks``, reporting the frames passed on after each."""
+    done = 0
+    for block in blocks:
+        yield block
+        done += block.shape[0]
+        on_progress(min(done, total), total)

@@ -428,9 +428,17 @@ def _add_audio_stream(container: object, codec: str, *, sample_rate: int, n_chan
     return stream
 
 
-def _encode(stream: object, codec: str, samples: np.ndarray, sample_rate: int, *,
+def _array_blocks(samples):
+    """Blocks of an array (``_BLOCK_FRAMES`` frames each), or the blocks given."""
+    if not isinstance(samples, np.ndarray):
+        return samples
+    array = np.asarray(samples, dtype=np.float32)
+    return (array[at:at + _BLOCK_FRAMES] for at in range(0, array.shape[0], _BLOCK_FRAMES))
+
+
+def _encode(stream: object, codec: str, samples, sample_rate: int, *,
             start_pts: int = 0) -> Iterator[object]:
-    """Encoded packets of ``samples``, block by block, then the encoder's last ones.
+    """Encoded packets of ``samples`` (an array, or its blocks in order), then the encoder's last ones.
 
     The first presentation time is ``start_pts`` (in 1/sample_rate); the encoder's
     priming comes before it (negative times), which the muxers record (mp4's edit
@@ -441,13 +449,17 @@ def _encode(stream: object, codec: str, samples: np.ndarray, sample_rate: int, *
     layout = stream.layout.name  # type: ignore[attr-defined]
     planar = fmt.endswith("p")
     time_base = Fraction(1, sample_rate)
-    for start in range(0, samples.shape[0], _BLOCK_FRAMES):
-        block = samples[start:start + _BLOCK_FRAMES]
+    start = 0
+    for block in _array_blocks(samples):
+        block = np.asarray(block, dtype=np.float32)
+        if block.shape[0] == 0:
+            continue
         array = np.ascontiguousarray(block.T) if planar else np.ascontiguousarray(block).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(array, format=fmt, layout=layout)
         frame.sample_rate = sample_rate
         frame.time_base = time_base
         frame.pts = start_pts + start
+        start += block.shape[0]
         yield from stream.encode(frame)  # type: ignore[attr-defined]
     yield from stream.encode(None)  # type: ignore[attr-defined]
 
@@ -513,8 +525,37 @@ def _write_failure(exc: BaseException, name: str, path: Path) -> OutputError:
     return OutputError(f"cannot write {name} ({reason})", path=path)
 
 
-def write_audio_file(tmp: str | os.PathLike, samples: np.ndarray, sample_rate: int, *, format: str,
-                     path: Optional[str | os.PathLike] = None) -> int:
+def _blocks_at_rate(blocks, n_frames: int, n_channels: int, sample_rate: int, rate: int):
+    """``blocks`` resampled (soxr, as they come) from ``sample_rate`` to ``rate``, cut or padded
+    to exactly the length the whole would have there."""
+    wanted = int(round(n_frames * rate / sample_rate))
+    if rate != sample_rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(sample_rate, rate, n_channels, dtype="float32", quality="HQ")
+        blocks = _resampled(blocks, resampler, n_channels)
+    written = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)[:max(0, wanted - written)]
+        written += block.shape[0]
+        if block.shape[0]:
+            yield block
+    if written < wanted:
+        yield np.zeros((wanted - written, n_channels), dtype=np.float32)
+
+
+def _resampled(blocks, resampler, n_channels: int):
+    """Each block through a soxr stream, then what the stream still holds."""
+    for block in blocks:
+        out = resampler.resample_chunk(np.ascontiguousarray(block, dtype=np.float32))
+        if out.shape[0]:
+            yield out
+    yield resampler.resample_chunk(np.zeros((0, n_channels), dtype=np.float32), last=True)
+
+
+def write_audio_file(tmp: str | os.PathLike, samples, sample_rate: int, *, format: str,
+                     path: Optional[str | os.PathLike] = None, n_frames: Optional[int] = None,
+                     n_channels: Optional[int] = None) -> int:
     """Encode ``samples`` as m4a (AAC) or opus (Opus in Ogg) into ``tmp``.
 
     Opus takes 8, 12, 16, 24 or 48 kHz: other rates are resampled (soxr) to 48 kHz;
@@ -525,11 +566,14 @@ def write_audio_file(tmp: str | os.PathLike, samples: np.ndarray, sample_rate: i
     ----------
     tmp : path
         Where to write (any name: the container format is given to FFmpeg explicitly).
-    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
+    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32], or its blocks
+        The audio; blocks (in order) need ``n_frames`` and ``n_channels``.
     sample_rate : int
     format : {"m4a", "opus"}
     path : path, optional
         The final output, named in error messages.
+    n_frames, n_channels : int, optional
+        The length and channels of ``samples`` given as blocks.
 
     Returns
     -------
@@ -544,11 +588,15 @@ def write_audio_file(tmp: str | os.PathLike, samples: np.ndarray, sample_rate: i
     av = _av()
     muxer, codec = AUDIO_OUTPUT_CODECS[format]
     named = Path(path if path is not None else tmp)
-    samples, rate = _fit_rate(np.asarray(samples, dtype=np.float32), int(sample_rate), codec)
+    if isinstance(samples, np.ndarray):
+        n_frames, n_channels = samples.shape[0], samples.shape[1]
+    samples = _array_blocks(samples)
+    rate = encoded_sample_rate(codec, int(sample_rate))
+    blocks = _blocks_at_rate(samples, int(n_frames), int(n_channels), int(sample_rate), rate)
     try:
         with _output_container(tmp, muxer) as container:
-            stream = _add_audio_stream(container, codec, sample_rate=rate, n_channels=samples.shape[1])
-            for packet in _encode(stream, codec, samples, rate):
+            stream = _add_audio_stream(container, codec, sample_rate=rate, n_channels=int(n_channels))
+            for packet in _encode(stream, codec, blocks, rate):
                 _mux(container, packet)
     except OutputError as exc:
         raise OutputError(exc.message, path=named) from exc
@@ -709,6 +757,27 @@ def fade_out(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarra
     ramp = 0.5 * (1.0 + np.cos(np.pi * np.linspace(0.0, 1.0, n)))
     out[-n:] *= ramp.astype(np.float32)[:, None] if out.ndim == 2 else ramp.astype(np.float32)
     return out
+
+
+class FadedOut:
+    """A stream (``n_samples``, ``n_channels``, ``blocks``) faded out like ``fade_out``, block by block."""
+
+    def __init__(self, stream, sample_rate: int, seconds: float) -> None:
+        self.stream, self.n_samples, self.n_channels = stream, int(stream.n_samples), int(stream.n_channels)
+        self.length = min(self.n_samples, int(round(seconds * sample_rate)))
+
+    def blocks(self, block_frames: int = _BLOCK_FRAMES):
+        start = 0
+        first = self.n_samples - self.length
+        ramp = 0.5 * (1.0 + np.cos(np.pi * np.linspace(0.0, 1.0, self.length))) if self.length > 0 else None
+        for block in self.stream.blocks(block_frames):
+            stop = start + block.shape[0]
+            if ramp is not None and stop > first:
+                block = np.array(block, dtype=np.float32, copy=True)
+                lo = max(start, first)
+                block[lo - start:] *= ramp[lo - first:stop - first].astype(np.float32)[:, None]
+            yield block
+            start = stop
 
 
 def mix_under(music: np.ndarray, other: np.ndarray, *, level_db: float) -> np.ndarray:

@@ -15,6 +15,7 @@ Every refusal is JSON ``{"error": "<one line>"}`` with its status code.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,14 +25,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from harmonizer_cli import __version__
 from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
-from harmonizer_cli.errors import ConfigError
-from harmonizer_cli.jobs import MAX_TARGET_SECONDS, target_seconds_from
+from harmonizer_cli.errors import ConfigError, HarmonizerError
+from harmonizer_cli.jobs import MAX_CLIP_SECONDS, MAX_TARGET_SECONDS, target_seconds_from
 from harmonizer_cli.serve import worker
 from harmonizer_cli.serve.pool import DONE, FAILED, JobPool, ServeJob
 from harmonizer_cli.serve.settings import Settings, is_loopback_host
@@ -43,6 +45,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Containers a clip's result may be written in (the clip's own when it is one of them).
 VIDEO_FORMATS = ("mp4", "mov", "mkv", "webm")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg",
+               "m4a": "audio/mp4", "opus": "audio/ogg",
                "mp4": "video/mp4", "mov": "video/quicktime", "mkv": "video/x-matroska", "webm": "video/webm"}
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -92,13 +95,66 @@ def _target_seconds(fields: dict[str, str]) -> float:
         raise ApiError(400, exc.message.replace("--", "")) from None
 
 
+def _number(fields: dict[str, str], name: str, *, low: float, high: float, says: str) -> Optional[float]:
+    """The optional number field ``name`` (None when absent or empty), finite and in [low, high]."""
+    text = fields.get(name) or None
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number ({says}), got {text!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ApiError(400, f"{name} must be {says}, got {text!r}")
+    return value
+
+
+def _probe_clip(path: Path):
+    """The clip's ``MediaInfo``, or None where it cannot be probed (the job then fails with the reason)."""
+    from harmonizer_cli.core.media import probe_media
+
+    try:
+        return probe_media(path)
+    except HarmonizerError:
+        return None
+
+
+def _clip_format(info, requested: Optional[str], clip: Path) -> str:
+    """The container of a clip's result: the one asked for, else the clip's own (mp4, mov, mkv, webm), else mp4.
+
+    The default falls back to mkv where its container cannot hold the clip's video
+    codec without re-encoding it (H.264 in a .webm file); a ``format`` asked for that
+    cannot is refused (400).
+    """
+    from harmonizer_cli.core.media import check_can_mux
+
+    if requested is not None:
+        if requested not in VIDEO_FORMATS:
+            raise ApiError(400, f"with a video, format must be one of {', '.join(VIDEO_FORMATS)}, got {requested!r}")
+        if info is not None:
+            try:
+                check_can_mux(info, requested)
+            except ConfigError as exc:
+                raise ApiError(400, f"format {requested}: {exc.message.replace('use .mkv', 'use mkv')}") from None
+        return requested
+    own = clip.suffix.lstrip(".").lower()
+    fmt = own if own in VIDEO_FORMATS else "mp4"
+    if info is not None:
+        try:
+            check_can_mux(info, fmt)
+        except ConfigError:
+            fmt = "mkv"
+    return fmt
+
+
 def _spec_from_upload(upload: Upload, folder: Path, settings: Settings) -> worker.JobSpec:
-    """The job the request asks for, its fields checked.
+    """The job the request asks for, its fields checked (the clip probed: run it off the event loop).
 
     Raises
     ------
     ApiError
-        400 for a missing song, a missing or bad target, seed or format.
+        400 for a missing song, a missing or bad target, seed, format, fade or level, a
+        clip longer than the longest target, a clip's sound to keep where it has none.
     """
     fields = upload.fields
     song = upload.files.get("file")
@@ -109,23 +165,37 @@ def _spec_from_upload(upload: Upload, folder: Path, settings: Settings) -> worke
     if not seed_text.isdigit() or int(seed_text) >= 2**32:
         raise ApiError(400, f"seed must be a whole number from 0 to {2**32 - 1}, got {seed_text!r}")
     fmt = (fields.get("format") or "").lower() or None
+    fade = _number(fields, "fade_out", low=0.0, high=MAX_TARGET_SECONDS,
+                   says="seconds, from 0 (no fade) to the target length")
+    keep_db = _number(fields, "keep_original_audio", low=-60.0, high=0.0, says="a level in dB from -60 to 0")
     if clip is None:
+        if keep_db is not None:
+            raise ApiError(400, "keep_original_audio needs a 'video': the clip whose own sound it keeps")
         target: Optional[float] = _target_seconds(fields)
         fmt = fmt or "wav"
         if fmt not in OUTPUT_FORMATS:
             raise ApiError(400, f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+        length: Optional[float] = target
     else:
         if fields.get("seconds") or fields.get("duration"):
             raise ApiError(400, "with a video the length is the clip's: leave out 'seconds' and 'duration'")
         target = None
-        fmt = fmt or (clip.path.suffix.lstrip(".") if clip.path.suffix.lstrip(".") in VIDEO_FORMATS else "mp4")
-        if fmt not in VIDEO_FORMATS:
-            raise ApiError(400, f"with a video, format must be one of {', '.join(VIDEO_FORMATS)}, got {fmt!r}")
+        info = _probe_clip(clip.path)
+        fmt = _clip_format(info, fmt, clip.path)
+        length = None if info is None else info.duration_seconds
+        if length is not None and length > MAX_CLIP_SECONDS:
+            raise ApiError(400, f"{clip.client_name}: the clip is {length / 60:.1f} minutes long; clips of at "
+                                f"most {MAX_CLIP_SECONDS // 60} minutes are accepted")
+        if keep_db is not None and info is not None and not info.has_audio:
+            raise ApiError(400, f"{clip.client_name}: the clip has no sound to keep (keep_original_audio)")
+    if fade is not None and length is not None and fade > length:
+        raise ApiError(400, f"fade_out must be at most the target length ({length:g} s), got {fade:g}")
     offered = download_name(clip.client_name if clip is not None else song.client_name, fmt)
     return worker.JobSpec(folder=str(folder), input=song.path.name, input_name=song.client_name,
                           target_seconds=target, format=fmt, seed=int(seed_text), use_model=settings.use_model,
                           download_name=offered, video=clip.path.name if clip is not None else None,
-                          video_name=clip.client_name if clip is not None else None)
+                          video_name=clip.client_name if clip is not None else None,
+                          fade_out_seconds=fade or None, keep_original_audio_db=keep_db)
 
 
 # ---------------------------------------------------------------------------- routers
@@ -137,7 +207,7 @@ page = APIRouter()
 @api.get("/health")
 def health(pool: Pool, settings: AppSettings) -> dict:
     """Liveness, version, what this build can do and the limits the page checks before uploading."""
-    return {"status": "ok", "version": __version__, "video": worker.video_supported(),
+    return {"status": "ok", "version": __version__, "video": True,
             "formats": list(OUTPUT_FORMATS), "video_formats": list(VIDEO_FORMATS),
             "max_upload_bytes": settings.max_upload_bytes, "max_target_seconds": MAX_TARGET_SECONDS,
             "workers": settings.workers, "queue_limit": settings.queue_limit,
@@ -149,9 +219,9 @@ async def create_job(request: Request, pool: Pool, settings: AppSettings) -> JSO
     """Receive a song (and optionally a clip) and queue its extension: 202 ``{"id", "status_url"}``."""
     job_id, folder = pool.new_folder()
     try:
-        upload = await read_upload(request, folder, max_upload_bytes=settings.max_upload_bytes,
-                                   allow_video=worker.video_supported())
-        job = pool.submit(job_id, folder, _spec_from_upload(upload, folder, settings))
+        upload = await read_upload(request, folder, max_upload_bytes=settings.max_upload_bytes)
+        spec = await run_in_threadpool(_spec_from_upload, upload, folder, settings)
+        job = pool.submit(job_id, folder, spec)
     except ClientDisconnect:
         shutil.rmtree(folder, ignore_errors=True)
         raise ApiError(400, "the upload was interrupted") from None

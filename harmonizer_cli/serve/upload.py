@@ -30,7 +30,7 @@ SNIFF_BYTES = 16
 #: Multipart file fields -> the stem they are stored under in the job's folder.
 FILE_FIELDS = {"file": "input", "video": "video"}
 #: Multipart text fields, and the most bytes each may hold.
-TEXT_FIELDS = {"seconds": 32, "duration": 32, "seed": 32, "format": 16}
+TEXT_FIELDS = {"seconds": 32, "duration": 32, "seed": 32, "format": 16, "fade_out": 32, "keep_original_audio": 32}
 #: Most parts (fields and files) one request may have.
 MAX_PARTS = 8
 #: Bytes of a request beyond its files' (boundaries, part headers, text fields).
@@ -57,7 +57,7 @@ class ApiError(Exception):
     Parameters
     ----------
     status : int
-        HTTP status (400, 404, 413, 415, 422, 501, 503).
+        HTTP status (400, 404, 409, 410, 413, 415, 422, 503).
     message : str
         One line, shown to the user as it is.
     """
@@ -233,8 +233,8 @@ class _TextPart:
 class _FormReader:
     """python-multipart's callbacks: parts routed to ``_FilePart`` / ``_TextPart``, limits enforced."""
 
-    def __init__(self, folder: Path, *, max_file_bytes: int, allow_video: bool) -> None:
-        self.folder, self.max_file_bytes, self.allow_video = folder, max_file_bytes, allow_video
+    def __init__(self, folder: Path, *, max_file_bytes: int) -> None:
+        self.folder, self.max_file_bytes = folder, max_file_bytes
         self.upload = Upload()
         self.file_bytes = 0
         self.n_parts = 0
@@ -272,8 +272,6 @@ class _FormReader:
         if name in self.upload.fields or name in self.upload.files:
             raise ApiError(400, f"field {name!r} given twice")
         if name in FILE_FIELDS:
-            if name == "video" and not self.allow_video:
-                raise ApiError(501, "video support is not installed in this build")
             filename = options.get(b"filename")
             client = display_name(filename.decode("utf-8", "replace") if filename else None,
                                   fallback="song" if name == "file" else "clip")
@@ -314,7 +312,7 @@ def _boundary(content_type: str) -> bytes:
     return options[b"boundary"]
 
 
-async def read_upload(request, folder: Path, *, max_upload_bytes: int, allow_video: bool) -> Upload:
+async def read_upload(request, folder: Path, *, max_upload_bytes: int) -> Upload:
     """Stream a ``multipart/form-data`` request's files into ``folder``, checking each as it comes.
 
     Parameters
@@ -324,8 +322,6 @@ async def read_upload(request, folder: Path, *, max_upload_bytes: int, allow_vid
         The job's own (empty) folder.
     max_upload_bytes : int
         Most bytes of files (all together); the body may have ``BODY_OVERHEAD_BYTES`` more.
-    allow_video : bool
-        False: a ``video`` field is answered 501.
 
     Returns
     -------
@@ -336,7 +332,7 @@ async def read_upload(request, folder: Path, *, max_upload_bytes: int, allow_vid
     ApiError
         400 malformed or unknown fields, 413 too large (refused from ``Content-Length``
         before reading, or as soon as the count passes the cap), 415 not multipart or
-        a file that is not media, 422 an empty file, 501 video without video support.
+        a file that is not media, 422 an empty file.
     """
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser
@@ -346,7 +342,7 @@ async def read_upload(request, folder: Path, *, max_upload_bytes: int, allow_vid
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_body:
         raise ApiError(413, f"upload too large: this server accepts at most {_megabytes(max_upload_bytes)}")
-    reader = _FormReader(folder, max_file_bytes=max_upload_bytes, allow_video=allow_video)
+    reader = _FormReader(folder, max_file_bytes=max_upload_bytes)
     callbacks = {name: getattr(reader, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
         "on_part_data", "on_part_end")}

@@ -11,7 +11,6 @@ terminated (SIGTERM) to cancel a job: ``run_job`` then removes its partial outpu
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -23,11 +22,10 @@ from typing import Optional
 from harmonizer_cli.errors import HarmonizerError, Interrupted
 from harmonizer_cli.jobs import PROGRESS_UNITS, ExtendJob
 
-__all__ = ["JobSpec", "video_supported", "build_extend_job", "run_in_child", "summarize_waveform", "warm_up",
-           "VIDEO_UNSUPPORTED", "WAVEFORM_POINTS"]
+__all__ = ["JobSpec", "build_extend_job", "run_in_child", "summarize_waveform", "warm_up", "WAVEFORM_POINTS"]
 
-#: The API's answer (501) where this build's ``ExtendJob`` cannot take a clip.
-VIDEO_UNSUPPORTED = "video support is not installed in this build"
+#: Result formats whose waveform is read block by block through libsndfile.
+_BLOCK_READ_FORMATS = frozenset({"wav", "flac", "ogg", "mp3"})
 #: Points of the waveform summary (each a min and a max over its stretch of samples).
 WAVEFORM_POINTS = 1000
 
@@ -54,6 +52,10 @@ class JobSpec:
         The name the result is offered under.
     video, video_name : str or None
         The clip's file name in ``folder`` (``video.<suffix>``) and the client's name for it.
+    fade_out_seconds : float or None
+        Fade the music out over its last seconds (``fade_out``).
+    keep_original_audio_db : float or None
+        The clip's own sound mixed under the music at this level (``keep_original_audio``).
     """
 
     folder: str
@@ -66,6 +68,8 @@ class JobSpec:
     download_name: str
     video: Optional[str] = None
     video_name: Optional[str] = None
+    fade_out_seconds: Optional[float] = None
+    keep_original_audio_db: Optional[float] = None
 
     @property
     def output(self) -> Path:
@@ -73,33 +77,26 @@ class JobSpec:
         return Path(self.folder) / f"result.{self.format}"
 
 
-def video_supported() -> bool:
-    """Whether this build extends songs onto video clips (``ExtendJob`` has a ``video`` field)."""
-    return "video" in {item.name for item in dataclasses.fields(ExtendJob)}
-
-
 def build_extend_job(spec: JobSpec) -> ExtendJob:
     """The ``ExtendJob`` for a web job: the one place the web app speaks the job handler's language.
+
+    With a clip the target is its exact duration (``target_seconds_from``: the same
+    probe and limit as ``extend --video``), and the output, ``result.<format>`` with a
+    video container as ``format``, is the clip with the music as its soundtrack.
 
     Raises
     ------
     HarmonizerError
-        The clip cannot be probed (its duration is the target).
-    RuntimeError
-        A clip, where this build has no video support (the API refuses those first).
+        The clip cannot be probed, or is longer than the longest target.
     """
-    folder = Path(spec.folder)
-    if spec.video is None:
-        return ExtendJob(input=folder / spec.input, output=spec.output, target_seconds=float(spec.target_seconds),
-                         format=spec.format, seed=spec.seed, use_model=spec.use_model)
-    if not video_supported():
-        raise RuntimeError(VIDEO_UNSUPPORTED)
-    from harmonizer_cli.core.media import probe_media  # the video branch's module
+    from harmonizer_cli.jobs import target_seconds_from
 
-    clip = folder / spec.video
-    return ExtendJob(input=folder / spec.input, output=spec.output,  # type: ignore[call-arg]
-                     target_seconds=probe_media(clip).duration_seconds, seed=spec.seed,
-                     use_model=spec.use_model, video=clip)
+    folder = Path(spec.folder)
+    clip = None if spec.video is None else folder / spec.video
+    target = float(spec.target_seconds) if clip is None else target_seconds_from(None, None, None, video=clip)
+    return ExtendJob(input=folder / spec.input, output=spec.output, target_seconds=target, format=spec.format,
+                     seed=spec.seed, use_model=spec.use_model, video=clip, fade_out_seconds=spec.fade_out_seconds,
+                     keep_original_audio_db=spec.keep_original_audio_db)
 
 
 def _envelope(samples, n_points: int) -> tuple[list, list]:
@@ -116,8 +113,9 @@ def _envelope(samples, n_points: int) -> tuple[list, list]:
 def summarize_waveform(path: Path, *, n_points: int = WAVEFORM_POINTS) -> Optional[dict]:
     """The peak envelope of a written result, for the page's waveform, or None if it cannot be read.
 
-    Audio is read in ``n_points`` consecutive blocks (never the whole file at once);
-    a video result is decoded whole through ``load_audio``.
+    What libsndfile reads (wav, flac, ogg, mp3) is read in ``n_points`` consecutive
+    blocks (never the whole file at once); an m4a or opus result and a video result's
+    audio track (mp4, mov, mkv, webm) are decoded whole through ``load_audio`` (PyAV).
 
     Returns
     -------
@@ -128,10 +126,10 @@ def summarize_waveform(path: Path, *, n_points: int = WAVEFORM_POINTS) -> Option
     import numpy as np
     import soundfile as sf
 
-    from harmonizer_cli.core.audio_io import OUTPUT_FORMATS, load_audio
+    from harmonizer_cli.core.audio_io import load_audio
 
     try:
-        if path.suffix.lstrip(".") not in OUTPUT_FORMATS:
+        if path.suffix.lstrip(".") not in _BLOCK_READ_FORMATS:
             audio = load_audio(path)
             lows, highs = _envelope(audio.samples, n_points)
             return {"points": len(lows), "duration_seconds": round(audio.duration_seconds, 6),

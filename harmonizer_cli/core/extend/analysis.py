@@ -48,7 +48,8 @@ MIN_BEATS = 8
 #: across tempi) there is no pulse to track: a short chord 1.3, the ambient guitar
 #: piece of ../shared/music/songs 1.45, drums 3 and more.
 PULSE_MIN_STRENGTH = 1.35
-#: ... nor where it folds less coherently than this at its best (noise: about 0.1).
+#: ... nor where it folds less coherently than this at its best over 8 s windows (noise:
+#: about 0.1; more over the shorter windows of a clip, by the square root of their length).
 PULSE_MIN_COHERENCE = 0.15
 #: Onsets this far either side of a beat describe where in the beat they fall.
 RHYTHM_CONTEXT_SECONDS = 2.0
@@ -314,14 +315,14 @@ def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, fl
     The first autocorrelation peak of an onset envelope is often a rhythmic figure,
     not the beat, and 2:1 and 3:2 confusions are common. So the candidates are the
     autocorrelation peaks between 40 and 240 BPM and, for the strongest, twice, half,
-    three halves and two thirds of them; each is weighed by how coherently the
-    envelope folds at it (``_fold_coherence``: a wrong 3:2 period cancels) times a
-    broad tempo prior (log-normal around 120 BPM, one octave), and the winner is
+    three halves and two thirds of them; each is weighed by how coherently the envelope folds at it and at half of it
+    (``_fold_coherence``: a wrong 3:2 or 5:4 period cancels) times a broad tempo prior
+    (log-normal around 120 BPM, one octave), and the winner is
     refined to the period that folds most coherently within +-3 %. The strength is
-    that coherence over the song's median coherence across periods from 40 to 240
-    BPM (a song folds better at its pulse than anywhere else: 1 means no pulse;
-    ``PULSE_MIN_STRENGTH`` decides whether there is one), 0 where the coherence itself
-    is below ``PULSE_MIN_COHERENCE``.
+    that folding over the song's median across periods from 40 to 240 BPM (a song
+    folds better at its pulse than anywhere else: 1 means no pulse;
+    ``PULSE_MIN_STRENGTH`` decides whether there is one), 0 where neither the period
+    nor half of it folds with a coherence of ``PULSE_MIN_COHERENCE``.
     """
     n = onset.size
     onset = np.maximum(onset, 0.0)
@@ -352,21 +353,28 @@ def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, fl
         if rank < 3:
             candidates.update(refined * factor for factor in (2.0, 0.5, 1.5, 2.0 / 3.0))
     candidates = [lag for lag in candidates if min_lag <= lag <= max_lag]
+    grid = frame_rate * 60.0 / np.geomspace(40.0, 240.0, 48)  # (the song's folding across tempi)
+
+    def folds(lag: float) -> float:
+        # a pulse folds at its period and at half of it (its onsets are sharp, or it is
+        # subdivided); a period 3:2 or 5:4 off folds at neither
+        return (_fold_coherence(onset, lag, frame_rate=frame_rate)
+                + _fold_coherence(onset, lag / 2.0, frame_rate=frame_rate))
 
     def score(lag: float) -> float:
-        bpm = 60.0 * frame_rate / lag
-        return _fold_coherence(onset, lag, frame_rate=frame_rate) * np.exp(-0.5 * np.log2(bpm / 120.0) ** 2)
+        return folds(lag) * np.exp(-0.5 * np.log2(60.0 * frame_rate / lag / 120.0) ** 2)
 
     best = max(candidates, key=score)
     fine = best * (1.0 + np.linspace(-0.03, 0.03, 41))
-    coherence = [_fold_coherence(onset, lag, frame_rate=frame_rate, window_seconds=16.0) for lag in fine]
-    period = float(fine[int(np.argmax(coherence))])
-    grid = frame_rate * 60.0 / np.geomspace(40.0, 240.0, 48)
-    floor = float(np.median([_fold_coherence(onset, lag, frame_rate=frame_rate) for lag in grid]))
-    coherence = _fold_coherence(onset, period, frame_rate=frame_rate)
-    if coherence < PULSE_MIN_COHERENCE:  # noise folds at about 0.1 anywhere
+    refined = [_fold_coherence(onset, lag, frame_rate=frame_rate, window_seconds=16.0)
+               + _fold_coherence(onset, lag / 2.0, frame_rate=frame_rate, window_seconds=16.0) for lag in fine]
+    period = float(fine[int(np.argmax(refined))])
+    # noise folds at about 0.1 over 8 s windows, more over the shorter windows of a clip
+    window = min(8.0, max(2.0, n / frame_rate / 3.0))
+    if max(_fold_coherence(onset, period, frame_rate=frame_rate),
+           _fold_coherence(onset, period / 2.0, frame_rate=frame_rate)) < PULSE_MIN_COHERENCE * np.sqrt(8.0 / window):
         return period, 0.0
-    return period, coherence / max(floor, 1e-9)
+    return period, folds(period) / max(float(np.median([folds(lag) for lag in grid])), 1e-9)
 
 
 def _track_beats(onset: np.ndarray, period: float, *, tightness: float = 100.0) -> np.ndarray:

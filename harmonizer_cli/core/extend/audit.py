@@ -23,7 +23,9 @@ from harmonizer_cli.core.extend.plan import (
 )
 from harmonizer_cli.core.extend.render import SEAM_BUDGET_SHARE, splice
 from harmonizer_cli.core.extend.stretch import MAX_STRETCH, MAX_STRETCH_SECONDS
-from harmonizer_cli.core.quality.groove import Pulse, find_pulse, onset_envelope, phase_jumps
+from harmonizer_cli.core.quality.groove import (
+    GROOVE_GAP_SECONDS, GROOVE_WINDOW_SECONDS, Pulse, find_pulse, onset_envelope, phase_jumps,
+)
 from harmonizer_cli.core.quality.seams import seam_exposure
 
 __all__ = ["audited_plan", "reaches_length", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
@@ -54,21 +56,36 @@ def exposure_limits(audio: Audio, song_mono: np.ndarray, analysis: SongAnalysis)
     return np.maximum(limits, 1e-6)
 
 
-def _seam_exposure_of(spliced, limits: np.ndarray, sample_rate: int, pulse: Optional[Pulse]) -> np.ndarray:
+def _seam_exposure_of(spliced, jumps: list, limits: np.ndarray, sample_rate: int,
+                      pulse: Optional[Pulse]) -> np.ndarray:
     """The worst of crest and novelty at each rendered seam over the song's limits, and of
-    the groove's phase jump over the song's own jitter (1 = as exposed as allowed)."""
+    the groove's phase jump over the song's own jitter (1 = as exposed as allowed).
+
+    Each seam is rendered with the output around it (3.2 s either side, what the groove
+    measure reads); a jump taken many times (a long output) is measured where it is
+    first taken, and that reading stands for every time it is taken.
+    """
     worst = np.zeros(len(spliced.seams))
-    for k, ((window, window_start), seam) in enumerate(zip(spliced.windows, spliced.seams)):
+    reach = int((GROOVE_WINDOW_SECONDS + GROOVE_GAP_SECONDS + 0.1) * sample_rate)
+    measured: dict = {}
+    for k, (seam, jump) in enumerate(zip(spliced.seams, jumps)):
+        if jump in measured:
+            worst[k] = measured[jump]
+            continue
+        at_sample = int(round(seam * sample_rate))
+        window_start = max(0, at_sample - reach)
+        window = spliced.timeline.read(window_start, at_sample + reach)
         mono = to_mono(window)
-        at = (int(round(seam * sample_rate)) - window_start) / sample_rate
+        at = (at_sample - window_start) / sample_rate
         exposure = seam_exposure(window, mono, sample_rate=sample_rate, points=np.array([at]))[0] / limits
         worst[k] = float(np.nan_to_num(np.max(exposure), nan=0.0))
         if pulse is not None:
             envelope, frame_rate = onset_envelope(resample(mono, from_rate=sample_rate, to_rate=MODEL_SAMPLE_RATE),
                                                   sample_rate=MODEL_SAMPLE_RATE)
-            jumps = np.abs(phase_jumps(envelope, frame_rate, np.array([at]), pulse)[0]) / pulse.thresholds
-            if np.isfinite(jumps).any():
-                worst[k] = max(worst[k], float(np.nanmax(jumps)))
+            jumps_k = np.abs(phase_jumps(envelope, frame_rate, np.array([at]), pulse)[0]) / pulse.thresholds
+            if np.isfinite(jumps_k).any():
+                worst[k] = max(worst[k], float(np.nanmax(jumps_k)))
+        measured[jump] = worst[k]
     return worst
 
 
@@ -105,11 +122,11 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
         plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance, banned=frozenset(banned))
         plan_seconds += time.perf_counter() - clock
         clock = time.perf_counter()
-        spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono, assemble=False)
+        spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono)
         if plan.jumps:
             if limits is None:
                 limits = exposure_limits(audio, song_mono, analysis)
-            worst = _seam_exposure_of(spliced, limits, audio.sample_rate, pulse)
+            worst = _seam_exposure_of(spliced, plan.jumps, limits, audio.sample_rate, pulse)
         else:
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock

@@ -25,8 +25,8 @@ from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_
 from harmonizer_cli.core.extend.analysis import analyze_song
 from harmonizer_cli.core.extend.audit import audited_plan, reaches_length
 from harmonizer_cli.core.extend.guidance import TargetCost
-from harmonizer_cli.core.extend.render import splice
-from harmonizer_cli.core.extend.stretch import finish_length
+from harmonizer_cli.core.extend.render import Timeline, splice
+from harmonizer_cli.core.extend.stretch import Output, finish_length
 from harmonizer_cli.errors import AudioError, ConfigError, ModelError
 
 __all__ = ["Engine", "ENGINES", "ExtensionResult", "extend_audio"]
@@ -48,8 +48,10 @@ class ExtensionResult:
 
     Attributes
     ----------
-    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
-        The output at the input's sample rate and channel count.
+    output : stretch.Output
+        The output at the input's sample rate and channel count, rendered on demand:
+        ``output.blocks()`` gives it a block at a time (an output of hours is never
+        whole in memory), ``output.read(start, stop)`` any range; ``samples`` all of it.
     sample_rate : int
     seams_seconds : list of float
         Output times of the seams (crossfade centres).
@@ -71,7 +73,7 @@ class ExtensionResult:
         Seconds spent in ``analysis``, ``plan`` and ``render``.
     """
 
-    samples: np.ndarray
+    output: Output
     sample_rate: int
     seams_seconds: list
     segments: list
@@ -84,8 +86,21 @@ class ExtensionResult:
     timings: dict = field(default_factory=dict)
 
     @property
+    def n_samples(self) -> int:
+        return self.output.n_samples
+
+    @property
+    def n_channels(self) -> int:
+        return self.output.n_channels
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The whole output [shape=(n_samples, n_channels), dtype=float32] (rendered at each call)."""
+        return self.output.read(0, self.output.n_samples)
+
+    @property
     def duration_seconds(self) -> float:
-        return self.samples.shape[0] / float(self.sample_rate)
+        return self.n_samples / float(self.sample_rate)
 
 
 def _extend_neural(audio: Audio, mono: np.ndarray, target_seconds: float, predictor: Predictor,
@@ -138,8 +153,9 @@ def _neural_result(audio: Audio, mono: np.ndarray, target_seconds: float, predic
     length = round(audio.duration_seconds, 4)
     segments = [{"source_start": 0.0, "source_end": length, "output_start": 0.0},
                 {"source_start": None, "source_end": None, "output_start": length, "generated": True}]
-    return ExtensionResult(out, audio.sample_rate, [length], segments, Engine.NEURAL.value, predictor.name,
-                           None, None, None, None, {"render": round(time.perf_counter() - clock, 4)})
+    return ExtensionResult(Output(Timeline.of_array(out)), audio.sample_rate, [length], segments,
+                           Engine.NEURAL.value, predictor.name, None, None, None, None,
+                           {"render": round(time.perf_counter() - clock, 4)})
 
 
 def extend_audio(
@@ -220,7 +236,7 @@ def extend_audio(
     timings["render"] = round(seconds["render"] + time.perf_counter() - clock, 4)
     progress(3, 3)
     return ExtensionResult(
-        samples=out, sample_rate=audio.sample_rate, seams_seconds=seams, segments=segments,
+        output=out, sample_rate=audio.sample_rate, seams_seconds=seams, segments=segments,
         engine=Engine.GUIDED.value, model=predictor.name if predictor is not None else None,
         fallback=analysis.fallback, tempo_bpm=round(analysis.tempo_bpm, 2),
         beats_per_bar=analysis.beats_per_bar, stretch=stretch, timings=timings,

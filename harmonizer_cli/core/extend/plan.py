@@ -68,6 +68,9 @@ LAG_REPEAT_WIDTH_SECONDS = 1.0
 SAME_JUMP_WEIGHT = 3.0
 #: beats either side within which two jumps are the same
 SAME_JUMP_BEATS = 2
+#: the repeated-lag and same-jump terms look back this many jumps (a path of hours has
+#: thousands: each step stays as fast as the first)
+HISTORY_JUMPS = 64
 #: the running loudness and brightness drift of the output (a share of the path's)
 MOOD_STEP = 2.0
 #: the length residual a finishing jump leaves, per beat period
@@ -102,6 +105,9 @@ REPETITION_WEIGHT = 60.0
 BALANCE_WEIGHT = 4.0
 #: a short clip's loop against its seam cost: the mood of the loop played over and over
 MOOD_LOOP_WEIGHT = 0.1
+#: Path-search steps (jumps) over all restarts at most, and restarts at least.
+PLAN_STEP_BUDGET = 1200
+MIN_RESTARTS = 2
 #: Softmax temperature of the randomised restarts (restart 0 is greedy; the others
 #: cycle through half, once and twice this).
 SAMPLING_TEMPERATURE = 1.0
@@ -335,10 +341,10 @@ class _PathSearch:
         reuse = REUSE_AHEAD * (plays_sum[ahead] - plays_sum[b]) / np.maximum(ahead - b, 1)
         reuse = reuse + REUSE_BEHIND * (plays_sum[a] - plays_sum[w.p_beat]) / np.maximum(a - w.p_beat, 1)
         lag_rep = np.zeros(len(b))
-        for previous in w.backs:
+        for previous in w.backs[-HISTORY_JUMPS:]:
             lag_rep += np.exp(-(((back - previous) / LAG_REPEAT_WIDTH_SECONDS) ** 2))
         same = np.zeros(len(b))
-        for prev_a, prev_b in w.jumps:
+        for prev_a, prev_b in w.jumps[-HISTORY_JUMPS:]:
             same += (np.abs(a - prev_a) <= SAME_JUMP_BEATS) & (np.abs(b - prev_b) <= SAME_JUMP_BEATS)
         # even segment lengths keep any one repetition lag from dominating
         if w.jumps:
@@ -482,6 +488,10 @@ def plan_path(
     search = _PathSearch(g, cands, BeatMood(analysis, tail_from=g.last_start),
                          PathLevels(analysis.levels) if analysis.levels is not None else None)
     best: Optional[PlannedPath] = None
+    # a long output takes many steps a restart: fewer restarts, so that planning time
+    # grows no faster than the output
+    steps = 1.0 + abs(g.extra) / max(g.typical, 1e-3)
+    n_restarts = int(np.clip(PLAN_STEP_BUDGET / steps, min(MIN_RESTARTS, n_restarts), n_restarts))
     for restart in range(n_restarts):
         walk = search.walk(restart, rng)
         score, residual = search.score(walk)
@@ -510,26 +520,26 @@ def modal_lag_share(segments: list, duration: float, target_seconds: float, *, b
     past = target_seconds - duration
     if past <= 0 or len(segments) < 2:
         return 0.0
+    spans = np.asarray(segments, dtype=np.float64)
     starts = np.cumsum([0.0] + [end - start for start, end in segments[:-1]])
-    totals: dict = {}
-    for j in range(1, len(segments)):
-        sj0, sj1 = segments[j]
-        offset_j = starts[j] - sj0
-        for i in range(j):
-            si0, si1 = segments[i]
-            lo, hi = max(si0, sj0), min(si1, sj1)
-            if hi <= lo:
-                continue
-            lag = offset_j - (starts[i] - si0)
-            if lag < min_lag_seconds:
-                continue
-            out_lo, out_hi = max(lo + offset_j, duration), hi + offset_j
-            if out_hi > out_lo:
-                key = int(round(lag / bin_seconds))
-                totals[key] = totals.get(key, 0.0) + (out_hi - out_lo)
-    if not totals:
+    offsets = starts - spans[:, 0]  # output time minus source time, per segment
+    keys, lengths = [], []
+    for j in range(1, len(segments)):  # (in the order of j, then i: the sums add up as they always did)
+        lo = np.maximum(spans[:j, 0], spans[j, 0])
+        hi = np.minimum(spans[:j, 1], spans[j, 1])
+        lag = offsets[j] - offsets[:j]
+        out_lo = np.maximum(lo + offsets[j], duration)
+        out_hi = hi + offsets[j]
+        keep = (hi > lo) & (lag >= min_lag_seconds) & (out_hi > out_lo)
+        keys.append(np.round(lag[keep] / bin_seconds).astype(np.int64))
+        lengths.append((out_hi - out_lo)[keep])
+    keys_all = np.concatenate(keys)
+    if keys_all.size == 0:
         return 0.0
-    best = max(sum(totals.get(key + d, 0.0) for d in (-1, 0, 1)) for key in totals)
+    totals = np.zeros(int(keys_all.max() - keys_all.min()) + 3)
+    np.add.at(totals, keys_all - keys_all.min() + 1, np.concatenate(lengths))
+    present = np.unique(keys_all - keys_all.min() + 1)
+    best = float(np.max(totals[present - 1] + totals[present] + totals[present + 1]))
     return float(min(best / past, 1.0))
 
 

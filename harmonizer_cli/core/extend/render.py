@@ -14,7 +14,7 @@ moves by at most ``MAX_SEAM_SHIFT_SECONDS``); ``stretch`` makes the length exact
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -24,10 +24,9 @@ from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.plan import (
     PlannedPath, seam_shift_seconds, tail_seconds,
 )
-from harmonizer_cli.core.quality.groove import GROOVE_GAP_SECONDS, GROOVE_WINDOW_SECONDS
 from harmonizer_cli.core.quality.seams import spectral_jump, step_crest
 
-__all__ = ["Piece", "Spliced", "align", "crossfade", "crossfade_gains", "normalised_xcorr", "splice",
+__all__ = ["Piece", "Spliced", "Timeline", "align", "crossfade", "crossfade_gains", "normalised_xcorr", "splice",
            "HEAD_KEEP_SECONDS"]
 
 #: Seam crossfade length.
@@ -165,17 +164,83 @@ def _quiet_cut_offset(piece_a: Piece, piece_b: Piece, x0: int, *, period_samples
 
 
 @dataclass
-class Spliced:
-    """A path rendered with its seams, before the local stretch that makes the length exact."""
+class Timeline:
+    """The output before the local stretch, as operations on the original's samples.
 
-    out: Optional[np.ndarray]
+    Nothing is rendered until asked for: ``read(start, stop)`` renders any range of the
+    output (copies of the original and crossfades between two of its places), and
+    ``blocks`` the whole of it, a block at a time, so an output of hours never has to be
+    in memory. ``samples`` is the original (an array, or a reader of a decoded file that
+    slices like one).
+
+    Attributes
+    ----------
+    kinds : np.ndarray [shape=(n_ops,)]
+        0: copy ``samples[a:a + length]``; 1: crossfade ``samples[a:a + length]`` out and
+        ``samples[b:b + length]`` in.
+    starts : np.ndarray [shape=(n_ops,)]
+        Output sample where each operation begins.
+    """
+
+    samples: object
+    kinds: np.ndarray
+    starts: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    lengths: np.ndarray
+    n_channels: int
+    full_scale: bool
+
+    @classmethod
+    def of_array(cls, samples: np.ndarray) -> "Timeline":
+        """A timeline that plays ``samples`` [shape=(n, n_channels)] as they are."""
+        one = np.zeros(1, dtype=np.int64)
+        return cls(samples, one, one, one, one, np.array([samples.shape[0]], dtype=np.int64),
+                   n_channels=int(samples.shape[1]), full_scale=True)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.starts[-1] + self.lengths[-1]) if self.starts.size else 0
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Output samples ``[start, stop)`` (clipped to the output) [shape=(n, n_channels), float32]."""
+        start, stop = max(0, int(start)), min(self.n_samples, int(stop))
+        if stop <= start:
+            return np.zeros((0, self.n_channels), dtype=np.float32)
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        last = int(np.searchsorted(self.starts, stop, side="left"))
+        parts = []
+        for i in range(first, last):
+            at, length = int(self.starts[i]), int(self.lengths[i])
+            lo, hi = max(start, at) - at, min(stop, at + length) - at
+            if hi <= lo:
+                continue
+            a = int(self.a[i])
+            if self.kinds[i] == 0:
+                parts.append(np.asarray(self.samples[a + lo:a + hi], dtype=np.float32))
+            else:
+                b = int(self.b[i])
+                mixed = crossfade(np.asarray(self.samples[a:a + length], dtype=np.float32),
+                                  np.asarray(self.samples[b:b + length], dtype=np.float32), full_scale=self.full_scale)
+                parts.append(mixed[lo:hi])
+        return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+    def blocks(self, block_frames: int = 1 << 16):
+        """The whole output, ``block_frames`` at a time."""
+        for start in range(0, self.n_samples, block_frames):
+            yield self.read(start, start + block_frames)
+
+
+@dataclass
+class Spliced:
+    """A path laid out with its seams, before the local stretch that makes the length exact."""
+
+    timeline: Timeline
     seams: list      # output seconds of each seam (one per jump)
     segments: list
     n_target: int
     head_keep: float
     tail_keep: float
-    stretch: Optional[dict] = None
-    windows: list = field(default_factory=list)  # (output around a seam, its output start), unassembled
 
 
 @dataclass
@@ -224,7 +289,20 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     # continuation with B, within +-15 ms of the beat grid)
     window = int(ALIGN_WINDOW_SECONDS * sample_rate)
     reach = search + 2 * max_shift + int(0.003 * sample_rate)
-    alignments = [align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search)
+    # everything below depends only on where A ends and B starts in the source: a junction
+    # an output of hours takes many times is measured once
+    junctions: dict = {}
+
+    def once(key, make):
+        if key not in junctions:
+            junctions[key] = make()
+        return junctions[key]
+
+    def junction(k: int) -> tuple:
+        return (pieces[k].source_offset + pieces[k].end, pieces[k + 1].source_offset + pieces[k + 1].start)
+
+    alignments = [once(("align",) + junction(k), lambda k=k: align(pieces[k], pieces[k + 1], window=window,
+                                                                    reach=reach, search=search))
                   for k in range(n_seams)]
     # move each cut (in both A and B, so the musical alignment is kept) to the point near
     # the beat where the splice is least exposed: a steady spot where the sound before
@@ -236,8 +314,16 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     moved = False
     for k in range(n_seams):
         piece_a, piece_b = pieces[k], pieces[k + 1]
-        delta, novelty = _quiet_cut_offset(piece_a, piece_b, alignments[k][2] - expected_shift,
-                                           period_samples=period_samples, sample_rate=sample_rate)
+        if k == n_seams - 1 and piece_b.source_offset + piece_b.start <= period_samples // 2:
+            # the last landing is the song's first beat (a looped clip ends with the whole
+            # clip): cut both passages so that it starts at the song's very first sample,
+            # with a short crossfade
+            delta, novelty = -(piece_b.source_offset + piece_b.start), 0.0
+            fades[k] = min(fades[k], int(round(CROSSFADE_SECONDS * sample_rate)))
+        else:
+            x0 = alignments[k][2] - expected_shift
+            delta, novelty = once(("cut", x0) + junction(k), lambda: _quiet_cut_offset(
+                piece_a, piece_b, x0, period_samples=period_samples, sample_rate=sample_rate))
         # where the two sides still differ in spectrum, a longer crossfade makes the
         # change gradual (the cut points sit between onsets, so nothing is smeared)
         for limit, seconds in LONG_FADES:
@@ -251,35 +337,35 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
         nominal = [piece.end - piece.start for piece in pieces]
         # refine around the alignment the cut was chosen with (the groove offset
         # found before the move), not around the beat grid
-        alignments = [align(pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4,
-                            centre=alignments[k][2]) for k in range(n_seams)]
+        alignments = [once(("refine", alignments[k][2]) + junction(k), lambda k=k: align(
+            pieces[k], pieces[k + 1], window=window, reach=reach, search=search // 4, centre=alignments[k][2]))
+            for k in range(n_seams)]
     return _Seams(pieces, fades, alignments, nominal, n_render, max_shift, full_scale)
 
 
-def _assemble(seams: _Seams, *, n_source: int, sample_rate: int, assemble: bool):
-    """Put the pieces and crossfades together, spreading the length residual over the seams,
-    each snapped to a correlation peak near its share.
+def _lay_out(seams: _Seams, *, samples, n_source: int, sample_rate: int) -> tuple[Timeline, list, list]:
+    """The output as operations, spreading the length residual over the seams, each snapped
+    to a correlation peak near its share.
 
-    Returns ``(out or None, seam times, segments, windows)``.
+    Returns ``(timeline, seam times, segments)``.
     """
     pieces, fades, alignments, nominal = seams.pieces, seams.fades, seams.alignments, seams.nominal
     n_seams = len(pieces) - 1
-    out_blocks: list = []
-    windows: list = []
-    # the audit measures 50 ms either side for the splice and the groove's 3 s windows
-    reach_out = int((GROOVE_WINDOW_SECONDS + GROOVE_GAP_SECONDS + 0.1) * sample_rate)
+    ops: list = []   # (kind, a, b, length)
     out_len = 0
     seam_times: list = []
     segments: list = []
-    cursor = pieces[0].start  # position in the current piece where output continues
-    current = 0
+    # what the rest of the output adds, if every remaining seam is groove-aligned
+    later_nominal = np.concatenate([np.cumsum(nominal[::-1])[::-1], [0]])
+    later_align = np.concatenate([np.cumsum([al[2] for al in alignments][::-1])[::-1], [0]])
+    cursor = pieces[0].source_offset + pieces[0].start  # source sample where the output continues
     source_start = pieces[0].source_seconds(pieces[0].start, sample_rate)
     for k in range(n_seams):
         piece_a, piece_b = pieces[k], pieces[k + 1]
-        cut_a = piece_a.end
+        cut_a = piece_a.source_offset + piece_a.end
         xc, offsets, x0 = alignments[k]
         # output length if A is cut at cut_a and every remaining seam is groove-aligned
-        projected = out_len + (cut_a - cursor) + sum(nominal[k + 1:]) - sum(al[2] for al in alignments[k:])
+        projected = out_len + (cut_a - cursor) + later_nominal[k + 1] - later_align[k]
         seams_left = n_seams - k
         wanted = seams.n_render - projected  # > 0: the output must get longer
         shift = int(np.clip(wanted / seams_left, -seams.max_shift, seams.max_shift))
@@ -290,53 +376,50 @@ def _assemble(seams: _Seams, *, n_source: int, sample_rate: int, assemble: bool)
             x = int(offsets[near][np.argmax(xc[near])]) if near.any() else desired
         else:
             x = desired
-        start_b = piece_b.start + x
+        start_b = piece_b.source_offset + piece_b.start + x
         fade = fades[k]
         half = fade // 2
         if start_b < half:  # B starts at the song's first samples: cut both later (length and alignment kept)
-            late = min(half - start_b, piece_a.audio.shape[0] - fade - cut_a + half)
+            late = min(half - start_b, n_source - fade - cut_a + half)
             cut_a, start_b = cut_a + late, start_b + late
-        start_b = int(np.clip(start_b, half, piece_b.audio.shape[0] - 1))
+        start_b = int(np.clip(start_b, 0, n_source - 1))
+        # the crossfade fits the audio there is on both sides (at a song's ends, and in a
+        # short clip's loops, there may be less than a long fade needs: a shorter fade,
+        # never a hard cut)
+        half = max(0, min(half, cut_a - cursor, n_source - cut_a, start_b, n_source - start_b))
+        fade = 2 * half
         # A up to the crossfade, then the crossfade
-        out_blocks.append(piece_a.audio[cursor:cut_a - half])
-        seg_a = piece_a.audio[cut_a - half: cut_a - half + fade]
-        seg_b = piece_b.audio[start_b - half: start_b - half + fade]
-        if seg_a.shape[0] == fade and seg_b.shape[0] == fade:
-            out_blocks.append(crossfade(seg_a, seg_b, full_scale=seams.full_scale))
-        else:  # at the very edge of the audio: hard cut (not expected)
-            out_blocks.append(piece_b.audio[start_b - half: start_b - half + fade])
-        if not assemble:  # the output around the seam: A before the fade, the fade, B after it
-            before = piece_a.audio[max(cursor, cut_a - half - reach_out):cut_a - half]
-            after = piece_b.audio[start_b - half + fade:start_b - half + fade + reach_out]
-            fade_at = out_len + (cut_a - half - cursor)
-            windows.append((np.concatenate([before, out_blocks[-1], after], axis=0), fade_at - before.shape[0]))
+        if cut_a - half > cursor:
+            ops.append((0, cursor, 0, cut_a - half - cursor))
+        if fade:
+            ops.append((1, cut_a - half, start_b - half, fade))
         out_len += (cut_a - half - cursor) + fade
         seam_time = (out_len - fade + half) / sample_rate
-        segments.append({"source_start": round(source_start, 4),
-                         "source_end": round(piece_a.source_seconds(cut_a, sample_rate), 4)})
+        segments.append({"source_start": round(source_start, 4), "source_end": round(cut_a / sample_rate, 4)})
         seam_times.append(round(seam_time, 4))
         cursor = start_b - half + fade
-        current = k + 1
-        source_start = piece_b.source_seconds(start_b, sample_rate)
-    last = pieces[current]
-    out_blocks.append(last.audio[cursor:])
-    out = np.concatenate(out_blocks, axis=0) if assemble else None
+        source_start = start_b / sample_rate
+    if n_source > cursor:
+        ops.append((0, cursor, 0, n_source - cursor))
     segments.append({"source_start": round(source_start, 4), "source_end": round(n_source / sample_rate, 4)})
     starts = [0.0] + seam_times
     for segment, start in zip(segments, starts):
         segment["output_start"] = round(start, 4)
-    return out, seam_times, segments, windows
+    table = np.array(ops, dtype=np.int64).reshape(-1, 4)
+    offsets = np.concatenate([[0], np.cumsum(table[:, 3])[:-1]]).astype(np.int64)
+    timeline = Timeline(samples, table[:, 0], offsets, table[:, 1], table[:, 2], table[:, 3],
+                        n_channels=int(samples.shape[1]), full_scale=seams.full_scale)
+    return timeline, seam_times, segments
 
 
 def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_seconds: float, *,
-           song_mono: Optional[np.ndarray] = None, assemble: bool = True) -> Spliced:
-    """Render ``plan`` from the original samples: every seam aligned, placed and crossfaded.
+           song_mono: Optional[np.ndarray] = None) -> Spliced:
+    """Lay ``plan`` out on the original samples: every seam aligned, placed and crossfaded.
 
     ``song_mono`` is the mono mix of ``audio.samples`` (computed when not given).
     The result is within the seams' and the local stretch's reach of the target;
-    ``stretch.finish_length`` makes it exact. With ``assemble=False`` the output is
-    not put together (``out`` is None); ``windows`` holds the output around each seam,
-    exactly as it would be, for the seam audit.
+    ``stretch.finish_length`` makes it exact. Nothing is rendered: the ``timeline``
+    renders any range of the output on demand.
     """
     samples = audio.samples
     if song_mono is None:
@@ -354,9 +437,9 @@ def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_secon
     tail_keep = tail_seconds(analysis)
     head_keep = min(HEAD_KEEP_SECONDS, 0.25 * target_seconds)
     if not plan.jumps:  # the target equals the length within a ms
+        timeline = Timeline.of_array(samples)
         segments = [{"source_start": 0.0, "source_end": round(n_source / sample_rate, 4), "output_start": 0.0}]
-        return Spliced(samples.copy(), [], segments, n_target, head_keep, tail_keep)
+        return Spliced(timeline, [], segments, n_target, head_keep, tail_keep)
     seams = _place_seams(samples, song_mono, analysis, spans, n_target=n_target, sample_rate=sample_rate)
-    out, seam_times, segments, windows = _assemble(seams, n_source=n_source, sample_rate=sample_rate,
-                                                   assemble=assemble)
-    return Spliced(out, seam_times, segments, n_target, head_keep, tail_keep, windows=windows)
+    timeline, seam_times, segments = _lay_out(seams, samples=samples, n_source=n_source, sample_rate=sample_rate)
+    return Spliced(timeline, seam_times, segments, n_target, head_keep, tail_keep)

@@ -10,15 +10,16 @@ global time-stretch and no resampling: pitch and tempo stay the song's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from harmonizer_cli.core.audio_io import to_mono
-from harmonizer_cli.core.extend.render import FULL_SCALE_OVERS, Spliced, normalised_xcorr
+from harmonizer_cli.core.extend.render import FULL_SCALE_OVERS, Spliced, Timeline, normalised_xcorr
 from harmonizer_cli.errors import AudioError
 
-__all__ = ["wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH", "MAX_STRETCH_SECONDS"]
+__all__ = ["Output", "wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH", "MAX_STRETCH_SECONDS"]
 
 #: The local time-stretch (WSOLA, pitch kept) that makes the length exact: the region
 #: is sized for PREFERRED_STRETCH and never stretched by more than MAX_STRETCH.
@@ -26,6 +27,8 @@ PREFERRED_STRETCH = 0.02
 MAX_STRETCH = 0.03
 #: ... over at most this much of the output.
 MAX_STRETCH_SECONDS = 20.0
+#: The steadiest region is looked for in at most this much of the output (its middle).
+SEARCH_SECONDS = 300.0
 #: The output's last seconds are the song's ending as a listener compares it: the
 #: stretch stays out of them where the output is long enough.
 ENDING_SECONDS = 10.0
@@ -112,15 +115,36 @@ def wsola(samples: np.ndarray, *, start: int, end: int, new_length: int, sample_
 
     wanted = smooth(frame_power[width:width + length_out] / norm)
     got = smooth(np.mean(out ** 2, axis=1))
-    gain = np.sqrt(np.clip(wanted / np.maximum(got, 1e-20), 1.0, 2.0))
-    gain = np.where(wanted > 1e-12, gain, 1.0)
+    # (near silence the frames' power is noise: the gain fades to 1 instead of switching)
+    floor = 1e-12 + 1e-6 * float(np.mean(wanted))
+    gain = np.sqrt(np.clip((wanted + floor) / (got + floor), 1.0, 2.0))
     taper = np.clip((np.minimum(np.arange(length_out), length_out - 1 - np.arange(length_out)) - hop) / hop, 0.0, 1.0)
     gain = 1.0 + (gain - 1.0) * taper
     peak = float(np.max(np.abs(samples[start:end])))
     peak = min(peak, 1.0) if peak <= FULL_SCALE_OVERS else peak  # no new overs in a full-scale master
-    loudest = np.max(np.abs(out), axis=1)
-    gain = np.maximum(np.minimum(gain, peak / np.maximum(loudest, 1e-12)), 1.0)  # the guard only lowers a boost
+    # the guard lowers a boost smoothly, never sample by sample (a gain that follows the
+    # waveform distorts it: broadband clicks): the smallest allowed gain within a hop,
+    # smoothed over half a hop, is at most the allowed gain of every sample
+    allowed = peak / np.maximum(np.max(np.abs(out), axis=1), 1e-12)
+    allowed = -_running_max(-allowed, hop)
+    gain = np.maximum(np.minimum(gain, _box(allowed, hop // 2)), 1.0)
     return (out * gain[:, None]).astype(np.float32)
+
+
+def _running_max(values: np.ndarray, half: int) -> np.ndarray:
+    """The largest value within ``half`` samples either side of each sample."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.pad(values, half, mode="edge")
+    return sliding_window_view(padded, 2 * half + 1).max(axis=1)
+
+
+def _box(values: np.ndarray, half: int) -> np.ndarray:
+    """The mean within ``half`` samples either side of each sample (edges: what there is)."""
+    cum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    idx = np.arange(values.size)
+    lo, hi = np.clip(idx - half, 0, values.size), np.clip(idx + half + 1, 0, values.size)
+    return (cum[hi] - cum[lo]) / (hi - lo)
 
 
 def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, hi: int,
@@ -186,14 +210,70 @@ def _stretch_region(n_out: int, difference: int, *, sample_rate: int, head_keep_
     return None
 
 
-def stretch_to_length(out: np.ndarray, n_target: int, *, sample_rate: int, seams: list,
-                      head_keep_seconds: float, tail_keep_seconds: float) -> tuple[np.ndarray, Optional[dict]]:
-    """Make ``out`` exactly ``n_target`` samples long by a local, pitch-preserving stretch.
+@dataclass
+class Output:
+    """The finished output: the laid-out timeline with one region stretched (or none).
+
+    ``read(start, stop)`` renders any range, ``blocks`` the whole output a block at a
+    time; only the stretched region (at most ``MAX_STRETCH_SECONDS`` and a little) is
+    held in memory.
+    """
+
+    timeline: Timeline
+    region: Optional[tuple] = None          # (start, end) of the stretched region, before stretching
+    stretched: Optional[np.ndarray] = None  # that region, stretched
+
+    @property
+    def n_channels(self) -> int:
+        return self.timeline.n_channels
+
+    @property
+    def n_samples(self) -> int:
+        if self.region is None:
+            return self.timeline.n_samples
+        return self.timeline.n_samples + self.stretched.shape[0] - (self.region[1] - self.region[0])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Output samples ``[start, stop)`` (clipped to the output) [shape=(n, n_channels), float32]."""
+        start, stop = max(0, int(start)), min(self.n_samples, int(stop))
+        if self.region is None or stop <= start:
+            return self.timeline.read(start, stop)
+        r0 = self.region[0]
+        r1 = r0 + self.stretched.shape[0]
+        shift = self.stretched.shape[0] - (self.region[1] - self.region[0])
+        parts = []
+        if start < r0:
+            parts.append(self.timeline.read(start, min(stop, r0)))
+        if start < r1 and stop > r0:
+            parts.append(self.stretched[max(start, r0) - r0:min(stop, r1) - r0])
+        if stop > r1:
+            parts.append(self.timeline.read(max(start, r1) - shift, stop - shift))
+        return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+    def blocks(self, block_frames: int = 1 << 16):
+        """The whole output, ``block_frames`` at a time."""
+        for start in range(0, self.n_samples, block_frames):
+            yield self.read(start, start + block_frames)
+
+
+def _search_range(lo: int, hi: int, length: int, *, sample_rate: int) -> tuple[int, int]:
+    """At most ``SEARCH_SECONDS`` of ``[lo, hi)`` for the steadiest region, in its middle
+    (an output of hours is not read whole to place a stretch of seconds)."""
+    span = max(length, int(SEARCH_SECONDS * sample_rate))
+    if hi - lo <= span:
+        return lo, hi
+    middle = (lo + hi) // 2
+    return middle - span // 2, middle - span // 2 + span
+
+
+def stretch_to_length(timeline: Timeline, n_target: int, *, sample_rate: int, seams: list,
+                      head_keep_seconds: float, tail_keep_seconds: float) -> tuple[Output, Optional[dict]]:
+    """Make the output exactly ``n_target`` samples long by a local, pitch-preserving stretch.
 
     The difference goes to one region (``_stretch_region``: sized for a 2 % stretch,
     2-20 s, at most 3 %) where the music is steadiest, away from the seams, the first
-    ``head_keep_seconds`` and the ending; it is time-stretched by WSOLA. Returns the new
-    samples and ``{"factor", "region_seconds"}`` (output times of the stretched region;
+    ``head_keep_seconds`` and the ending; it is time-stretched by WSOLA. Returns the
+    output and ``{"factor", "region_seconds"}`` (output times of the stretched region;
     factor > 1 lengthens), or None when nothing was stretched.
 
     Raises
@@ -201,35 +281,40 @@ def stretch_to_length(out: np.ndarray, n_target: int, *, sample_rate: int, seams
     AudioError
         The difference is too large for a local stretch.
     """
-    difference = n_target - out.shape[0]
+    n_out = timeline.n_samples
+    difference = n_target - n_out
     if difference == 0:
-        return out, None
-    region = _stretch_region(out.shape[0], difference, sample_rate=sample_rate, head_keep_seconds=head_keep_seconds,
+        return Output(timeline), None
+    region = _stretch_region(n_out, difference, sample_rate=sample_rate, head_keep_seconds=head_keep_seconds,
                              tail_keep_seconds=tail_keep_seconds)
     if region is None:
         raise AudioError(f"cannot recompose to {n_target / sample_rate:.2f} s: the best plan is off by "
                          f"{difference / sample_rate:.3f} s, too much for a local stretch (the target may be too "
                          "short to keep the song's beginning and real ending; try another length)")
     lo, hi, length = region
+    lo, hi = _search_range(lo, hi, length, sample_rate=sample_rate)
     avoid = [int(round(seconds * sample_rate)) for seconds in seams]
-    start = _steady_region(out, sample_rate=sample_rate, length=length, lo=lo, hi=hi, avoid=avoid)
+    start = _steady_region(timeline.read(lo, hi), sample_rate=sample_rate, length=length, lo=0, hi=hi - lo,
+                           avoid=[seam - lo for seam in avoid])
     if start is None:
         raise AudioError("cannot reach the exact length (no region to absorb the residual)")
+    start += lo
     end = start + length
-    stretched = wsola(out, start=start, end=end, new_length=length + difference, sample_rate=sample_rate)
-    result = np.concatenate([out[:start], stretched, out[end:]], axis=0)
+    pad = min(start, int(0.1 * sample_rate))  # WSOLA reads 32 ms before and 57 ms after the region
+    local = timeline.read(start - pad, end + int(0.1 * sample_rate))
+    stretched = wsola(local, start=pad, end=pad + length, new_length=length + difference, sample_rate=sample_rate)
     info = {"factor": round((length + difference) / float(length), 6),
             "region_seconds": [round(start / sample_rate, 4), round((start + length + difference) / sample_rate, 4)]}
-    return result, info
+    return Output(timeline, (start, end), stretched), info
 
 
-def finish_length(spliced: Spliced, sample_rate: int) -> tuple[np.ndarray, list, list, Optional[dict]]:
+def finish_length(spliced: Spliced, sample_rate: int) -> tuple[Output, list, list, Optional[dict]]:
     """The exact length: a local, pitch-preserving stretch of the steadiest region
     between the untouched head and the real ending (the tail stays sample-exact)."""
-    out, seams, segments = spliced.out, spliced.seams, spliced.segments
-    n_before = out.shape[0]
-    out, stretch = stretch_to_length(out, spliced.n_target, sample_rate=sample_rate, seams=seams,
-                                      head_keep_seconds=spliced.head_keep, tail_keep_seconds=spliced.tail_keep)
+    seams, segments = spliced.seams, spliced.segments
+    n_before = spliced.timeline.n_samples
+    out, stretch = stretch_to_length(spliced.timeline, spliced.n_target, sample_rate=sample_rate, seams=seams,
+                                     head_keep_seconds=spliced.head_keep, tail_keep_seconds=spliced.tail_keep)
     if stretch is not None:
         region_start, region_end = stretch["region_seconds"]
         old_end = region_start + (region_end - region_start) / stretch["factor"]
@@ -238,7 +323,7 @@ def finish_length(spliced: Spliced, sample_rate: int) -> tuple[np.ndarray, list,
             if seconds <= region_start:
                 return seconds
             if seconds >= old_end:
-                return round(seconds + (out.shape[0] - n_before) / sample_rate, 4)
+                return round(seconds + (out.n_samples - n_before) / sample_rate, 4)
             return round(region_start + (seconds - region_start) * stretch["factor"], 4)
 
         seams = [moved(seconds) for seconds in seams]

@@ -91,7 +91,7 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
         spectrum = np.fft.rfft(windows[start:start + 2048] * hann, axis=1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
         log_mel[start:start + 2048] = np.log10(power @ weights.T + 1e-10)
-    log_mel = np.maximum(log_mel, log_mel.max() - 8.0)  # 80 dB range
+    log_mel = np.maximum(log_mel, -10.0)  # a floor 100 dB below full scale, whatever the excerpt
     rise = np.maximum(0.0, np.diff(log_mel, axis=0))
     flux = np.zeros((n_frames, 3))
     for group in range(3):

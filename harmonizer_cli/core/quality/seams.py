@@ -96,7 +96,8 @@ def seam_exposure(samples: np.ndarray, mono: np.ndarray, *, sample_rate: int, po
 
 
 def estimate_codec_cutoff(
-    samples: np.ndarray, *, sample_rate: int, rise_db: float = 25.0, min_band_hz: float = 800.0
+    samples: np.ndarray, *, sample_rate: int, rise_db: float = 25.0, min_band_hz: float = 800.0,
+    min_drop_db: float = 60.0,
 ) -> float | None:
     """Estimate a lossy codec's low-pass cut-off from the long-term spectrum.
 
@@ -117,6 +118,11 @@ def estimate_codec_cutoff(
     min_band_hz : float
         If less than this is left between the cut-off and Nyquist, the source is taken
         as full-band and ``None`` is returned.
+    min_drop_db : float
+        The band above the cut-off must lie this far below the music (the 90th
+        percentile of the levels under it): mp3s give 86-99 dB; a spectrum that only
+        falls off (22 kHz Ogg files of orchestral music: 27-51 dB) has no codec band
+        and ``None`` is returned.
 
     Returns
     -------
@@ -139,6 +145,11 @@ def estimate_codec_cutoff(
         return None
     cutoff = float(freqs[above[-1]])
     if nyquist - cutoff < min_band_hz:
+        return None
+    # a codec's band is empty: far below the music (a spectrum that only falls off, as in
+    # low-rate Ogg files of orchestral music, is not a cut-off)
+    band = (freqs > cutoff + 1000.0) & inner
+    if band.any() and np.percentile(level[(freqs > 200.0) & (freqs < cutoff)], 90) - np.median(level[band]) < min_drop_db:
         return None
     return cutoff
 

@@ -7,7 +7,7 @@
   const VIDEO_EXTENSIONS = ["mp4", "mov", "mkv", "webm", "m4v", "avi"];
   const POLL_MS = 400;
 
-  let health = { video: false, max_upload_bytes: Infinity, formats: ["wav", "flac", "ogg", "mp3"] };
+  let health = { max_upload_bytes: Infinity, formats: ["wav", "flac", "ogg", "mp3"] };
   let files = { song: null, video: null };
   let previousJob = null;  // deleted when the next one starts: its files are not needed any more
   let shown = null;  // { result, waveform } of the result on screen, redrawn on resize and playback
@@ -74,7 +74,12 @@
       $("mode-length").disabled = !!file;
       $("target").disabled = !!file;
       $("format").disabled = !!file;
-      if (!file) $("video").value = "";
+      $("keep-row").hidden = !file;  // the clip's own sound: only with a clip
+      if (!file) {
+        $("video").value = "";
+        $("keep-audio").checked = false;
+        $("keep-db").disabled = true;
+      }
     }
     showError("");
   }
@@ -83,14 +88,13 @@
     zone.addEventListener("dragover", (event) => {
       event.preventDefault();
       event.stopPropagation();
-      if (!zone.classList.contains("disabled")) zone.classList.add("dragging");
+      zone.classList.add("dragging");
     });
     zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
     zone.addEventListener("drop", (event) => {
       event.preventDefault();
       event.stopPropagation();
       zone.classList.remove("dragging");
-      if (zone.classList.contains("disabled")) return;
       const dropped = event.dataTransfer.files;
       if (!dropped.length) return;
       const input = $(kind);
@@ -103,23 +107,44 @@
     event.preventDefault();
     if (event.type !== "drop" || !event.dataTransfer.files.length) return;
     const file = event.dataTransfer.files[0];
-    const video = health.video && (file.type.startsWith("video/") || isVideoName(file.name));
+    const video = file.type.startsWith("video/") || isVideoName(file.name);
     setFile(video ? "video" : "song", file);
   }
 
   // ------------------------------------------------------------------ running a job
+
+  // A number field's text, checked; "" when it is empty. Throws an Error naming the field to focus.
+  function numberField(id, check, message) {
+    const input = $(id);
+    const text = input.value.trim();
+    if (input.validity.badInput || (text && !check(Number(text)))) {
+      const error = new Error(message);
+      error.field = id;
+      throw error;
+    }
+    return text;
+  }
 
   function buildForm() {
     const form = new FormData();
     if (files.video) {
       form.append("seed", $("seed").value || "0");
       form.append("video", files.video, files.video.name);
+      if ($("keep-audio").checked) {
+        const level = numberField("keep-db", (v) => Number.isFinite(v) && v >= -60 && v <= 0,
+                                  "Type the level of the clip's own sound in dB, from -60 to 0 (like -12).");
+        form.append("keep_original_audio", level || "-12");
+      }
     } else {
-      const target = parseTarget($("target").value);
+      let target;
+      try { target = parseTarget($("target").value); } catch (error) { error.field = "target"; throw error; }
       form.append(target.field, target.value);
       form.append("seed", $("seed").value || "0");
       form.append("format", $("format").value);
     }
+    const fade = numberField("fade-out", (v) => Number.isFinite(v) && v >= 0,
+                             "Type the fade-out in seconds, 0 or more (0: no fade).");
+    if (fade && Number(fade) > 0) form.append("fade_out", fade);
     form.append("file", files.song, files.song.name);
     return form;
   }
@@ -160,7 +185,7 @@
     showError("");
     if (!files.song) { showError("Choose a song first (or drop one on the page)."); $("song").focus(); return; }
     let form;
-    try { form = buildForm(); } catch (error) { showError(error.message); $("target").focus(); return; }
+    try { form = buildForm(); } catch (error) { showError(error.message); $(error.field || "target").focus(); return; }
     const size = files.song.size + (files.video ? files.video.size : 0);
     if (size > health.max_upload_bytes) {
       showError(`${files.song.name}: too large to upload (this server accepts at most `
@@ -177,7 +202,8 @@
       previousJob = answer.body.status_url;
       setStatus("Queued…", 0);
       const job = await poll(answer.body.status_url);
-      setStatus(`Done: ${clock(job.result.output_seconds, 3)}, ${job.result.seams.length} seams.`, 1);
+      const seams = job.result.seams.length;
+      setStatus(`Done: ${clock(job.result.output_seconds, 3)}, ${seams} seam${seams === 1 ? "" : "s"}.`, 1);
       await showResult(job);
     } catch (error) {
       setStatus("", null);
@@ -217,6 +243,8 @@
     fact(facts, "Duration", `${clock(result.output_seconds, 3)} (${result.output_seconds.toFixed(3)} s; `
                             + `asked ${result.target_seconds.toFixed(3)} s)`);
     fact(facts, "Original", `${result.input} (${clock(result.input_seconds, 2)})`);
+    if (result.video) fact(facts, "Clip", `${result.video} (${clock(result.video_seconds, 3)}): `
+                                          + "its video, with this music as its sound");
     fact(facts, "Original beginning", mark.beginning ? `0:00 to ${clock(mark.beginning[1])}` : "the whole song");
     fact(facts, "Seams", mark.seams.length ? mark.seams.map((t) => clock(t)).join(", ") : "none");
     fact(facts, "Real ending", mark.ending ? `from ${clock(mark.ending[0])}` : "—");
@@ -384,6 +412,7 @@
     $("song").addEventListener("change", () => setFile("song", $("song").files[0]));
     $("video").addEventListener("change", () => setFile("video", $("video").files[0]));
     $("video-clear").addEventListener("click", () => { setFile("video", null); $("video").focus(); });
+    $("keep-audio").addEventListener("change", () => { $("keep-db").disabled = !$("keep-audio").checked; });
     $("form").addEventListener("submit", onSubmit);
     $("waveform").addEventListener("click", (event) => {
       if (!shown) return;
@@ -400,11 +429,6 @@
 
     fetch("/api/health").then((response) => response.json()).then((answer) => {
       health = answer;
-      if (!health.video) {
-        $("video-drop").classList.add("disabled");
-        $("video").disabled = true;
-        $("video-hint").textContent = "Video support is not installed in this build.";
-      }
     }).catch(() => showError("Cannot reach the server: is `harmonizer serve` still running?"));
   }
 
