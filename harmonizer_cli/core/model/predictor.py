@@ -127,7 +127,8 @@ class FramePredictor:
     def _head(self, prefix: str, scaled: np.ndarray) -> np.ndarray:
         """An embedding head over standardised frames [shape=(batch, n_output_frames, frame_size)]."""
         c = self.config
-        h = scaled @ self._w[f"{prefix}_frame/kernel"] + self._w[f"{prefix}_frame/bias"]
+        flat = scaled.reshape(-1, scaled.shape[-1])  # one 2-D product (BLAS), not a stacked matmul
+        h = (flat @ self._w[f"{prefix}_frame/kernel"]).reshape(*scaled.shape[:-1], -1) + self._w[f"{prefix}_frame/bias"]
         h = self._batchnorm(_leaky(h, c.leaky_slope), f"{prefix}_frame_bn").reshape(len(scaled), -1)
         h = h @ self._w[f"{prefix}_hidden/kernel"] + self._w[f"{prefix}_hidden/bias"]
         h = self._batchnorm(_leaky(h, c.leaky_slope), f"{prefix}_hidden_bn")
