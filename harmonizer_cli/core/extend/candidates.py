@@ -39,8 +39,9 @@ OFF_BAR_PENALTY = 1.5
 NO_PULSE_OFF_BAR_PENALTY = 0.3
 #: Beats shorter than this (above 150 BPM) are likely a subdivision of the felt beat
 #: (a 2:1 ambiguity): only jumps by an even number of them keep the felt beat's phase
-#: under both readings, so odd ones are not allowed.
+#: under both readings, so odd ones cost this much more (beside ``OFF_BAR_PENALTY``).
 SUBDIVISION_BEAT_SECONDS = 0.4
+ODD_SUBDIVISION_PENALTY = 1.5
 #: Landing on a beat that does not start a bar.
 OFF_DOWNBEAT_PENALTY = 0.15
 #: Rhythmic verification: a landing is moved by the rhythm lag up to this share of a
@@ -232,7 +233,7 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     lag = b_idx - a_idx
     valid = np.isfinite(cost) & (np.abs(lag) >= min_lag_beats) & (a_idx >= 1)
     if not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS:
-        valid &= lag % 2 == 0
+        cost = cost + np.where(lag % 2 == 0, 0.0, ODD_SUBDIVISION_PENALTY)
     # musical position: same place in the bar is free, half-bar costs, other beats more
     phase_penalty = np.where(lag % bar == 0, 0.0,
                              np.where(lag % max(1, bar // 2) == 0, HALF_BAR_PENALTY, OFF_BAR_PENALTY))
