@@ -77,8 +77,9 @@ def parse_duration(text: str) -> float:
 
 
 def target_seconds_from(minutes: Optional[float], seconds: Optional[float], duration: Optional[str], *,
-                        video: Optional[Path] = None) -> float:
-    """The target length from exactly one of ``--minutes``, ``--seconds``, ``--duration`` or ``--video``.
+                        video: Optional[Path] = None, hours: Optional[float] = None) -> float:
+    """The target length from exactly one of ``--hours``, ``--minutes``, ``--seconds``,
+    ``--duration`` or ``--video``.
 
     With ``video``, the clip's exact duration (its video stream's, or its container's
     when it has none).
@@ -90,11 +91,11 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
     AudioError
         The clip cannot be read.
     """
-    given = [value is not None for value in (minutes, seconds, duration)]
+    given = [value is not None for value in (hours, minutes, seconds, duration)]
     if video is not None:
         if any(given):
             raise ConfigError("--video sets the target length (the clip's duration): "
-                              "drop --minutes, --seconds and --duration")
+                              "drop --hours, --minutes, --seconds and --duration")
         from harmonizer_cli.core.media import probe_media
 
         clip_seconds = probe_media(video).duration_seconds
@@ -103,8 +104,10 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
                               f"{MAX_CLIP_SECONDS // 60} minutes are accepted", path=video)
         return clip_seconds
     if sum(given) != 1:
-        raise ConfigError("give exactly one of --minutes, --seconds, --duration or --video")
-    if minutes is not None:
+        raise ConfigError("give exactly one of --hours, --minutes, --seconds, --duration or --video")
+    if hours is not None:
+        value = hours * 3600.0
+    elif minutes is not None:
         value = minutes * 60.0
     elif seconds is not None:
         value = float(seconds)
