@@ -1,6 +1,6 @@
 """Does the model earn its place in `extend`? The truncation benchmark.
 
-Each song of ../shared/music/songs is cut at 60 %; the first part is extended back
+Each song of ../shared/music/songs (any audio file of ``--songs-dir``) is cut at 60 %; the first part is extended back
 to the song's full length (a) with the model guiding and (b) with similarity alone.
 The generated remainder (output after the cut point) is compared with the song's
 real remainder, beside two references computed in the same run:
@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harmonizer_cli.core.audio_io import Audio, load_audio, to_model_view  # noqa: E402
+from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES, Audio, load_audio, to_model_view  # noqa: E402
 from harmonizer_cli.core.extend import extend_audio  # noqa: E402
 from harmonizer_cli.core.model import load_predictor  # noqa: E402
 
@@ -78,13 +78,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: shipped)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    songs = sorted(args.songs_dir.glob("*.mp3"))[: args.only]
+    songs = sorted(p for p in args.songs_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)[: args.only] \
+        if args.songs_dir.is_dir() else []
     if not songs:
         sys.exit(f"error: {args.songs_dir}: no songs (is ../shared/music present?)")
     predictor = load_predictor(args.model)
     methods = ("model-guided", "similarity", "repeat-last", "random-excerpt")
     rows = []
-    print(f"model: {predictor.name}  cut at {CUT:.0%}  distance: DTW chroma+MFCC cosine (lower is closer)")
+    print(f"model: {predictor.name} (objective {predictor.config.objective})  cut at {CUT:.0%}  "
+          f"distance: DTW chroma+MFCC cosine (lower is closer)")
     print(f"{'song':44} " + " ".join(f"{m:>15}" for m in methods) + "   guided/random")
     for song in songs:
         audio = load_audio(song)

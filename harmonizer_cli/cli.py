@@ -8,6 +8,14 @@ imported here, so ``harmonizer --help`` starts fast.
 
 from __future__ import annotations
 
+import os
+
+# The engine's matrices are small (a few hundred rows): a multi-threaded BLAS spends more
+# time waking threads than multiplying, up to 50x slower on a busy machine. One thread per
+# process (batches run one process per job) unless the user says otherwise; set before
+# numpy is first imported. numpy's OpenBLAS only: TensorFlow's thread pools are left alone.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import signal
 from typing import Annotated, Optional
 

@@ -40,6 +40,29 @@ def test_model_against_baselines_with_plots(tmp_path: Path) -> None:
     assert document["rows"]["silence"]["chroma_similarity"] == 0.0
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert names == ["figure6_loss.png", "figure7_input.png", "figure8_predicted.png", "figure9_actual.png"]
+    # 34 s songs are too short to rank a window against 15 other segments: said, not fatal
+    assert document["ranking"]["n_windows"] == 0 and "long enough" in document["ranking"]["skipped_reason"]
+
+
+def test_ranking_on_a_folder_never_trained_on(tmp_path: Path) -> None:
+    """preprocess --test 1.0 then evaluate --split all: every window of every song is ranked."""
+    _songs(tmp_path / "raw", n=3, seconds=64)
+    processed = tmp_path / "processed"
+    result = runner.invoke(app, ["--quiet", "preprocess", "--input", str(tmp_path / "raw"),
+                                 "--output", str(processed), "--test", "1.0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", "--data", str(processed), "--split", "all", "--max-windows", "3",
+                                 "--candidates", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    ranking = document["ranking"]
+    assert document["split"] == "all" and ranking["candidates"] == 8 and ranking["n_songs"] == 3
+    assert ranking["n_windows"] == 3 * 17  # 63 usable frames (the last left out), hop 2: starts 0, 2, ..., 32
+    for key in ("model_top1", "similarity_top1", "model_mrr", "similarity_mrr"):
+        assert 0.0 <= ranking[key] <= 1.0
+    assert ranking["random_top1"] == 1 / 8
+    table = runner.invoke(app, ["evaluate", "--data", str(processed), "--split", "all", "--max-windows", "2"])
+    assert table.exit_code == 0 and "ranking" in table.stderr and "similarity" in table.stderr
 
 
 def test_missing_data_is_one_line_error(tmp_path: Path) -> None:

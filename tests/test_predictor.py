@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from harmonizer_cli.core.model import ModelConfig, build_model, save_model_folder, set_normalisation
+from harmonizer_cli.core._typing import scorer_of
 from harmonizer_cli.core.model import default_model_path, load_predictor
 from harmonizer_cli.errors import ModelError
 
@@ -46,6 +47,59 @@ def test_numpy_predictions_match_keras(tmp_path, weights):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
     assert (predictor.n_input_frames, predictor.n_output_frames, predictor.frame_seconds) == (20, 10, 1.0)
     assert predictor.representation == "logmel" and predictor.name == weights
+
+
+@pytest.mark.parametrize("objective,heads", [("both", "shared"), ("contrastive", "sibling")])
+def test_numpy_embeddings_match_keras(tmp_path, objective, heads):
+    config = ModelConfig(hidden_sizes=(4, 8), objective=objective, embedding_size=8, embedding_frame_size=4,
+                         embedding_hidden=16, embedding_heads=heads)
+    model, folder = _trained_folder(tmp_path, config, objective)
+    predictor = load_predictor(folder)
+    rng = np.random.default_rng(3)
+    x = rng.normal(-15, 3, (5, 20, 256)).astype(np.float32)
+    candidates = rng.normal(-15, 3, (5, 3, 10, 256)).astype(np.float32)
+    expected = model.predict({"context_frames": x, "candidate_frames": candidates}, verbose=0)
+    assert predictor.embedding_size == 8 and scorer_of(predictor) is predictor
+    np.testing.assert_allclose(predictor.predict(x), expected["frames"], rtol=1e-4, atol=1e-3)
+    queries = predictor.embed_context(x)
+    keys = predictor.embed_continuation(candidates.reshape(-1, 10, 256)).reshape(5, 3, 8)
+    assert queries.shape == (5, 8) and queries.dtype == np.float32
+    np.testing.assert_allclose(queries, expected["embeddings"][:, 0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(keys, expected["embeddings"][:, 1:], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ModelError, match="continuations of shape"):
+        predictor.embed_continuation(np.zeros((2, 9, 256), np.float32))
+    with pytest.raises(ModelError, match="expects context"):
+        predictor.embed_context(np.zeros((2, 10, 256), np.float32))
+
+
+def test_mse_models_have_no_scorer_and_old_folders_load(tmp_path, small_folder):
+    predictor = load_predictor(small_folder)
+    assert predictor.embedding_size == 0 and scorer_of(predictor) is None
+    with pytest.raises(ModelError, match="no embedding head"):
+        predictor.embed_context(np.zeros((1, 20, 256), np.float32))
+    # a folder written before the objective existed (no such fields in config.json)
+    folder = Path(shutil.copytree(small_folder, tmp_path / "old"))
+    document = json.loads((folder / "config.json").read_text())
+    for key in ("objective", "embedding_size", "embedding_frame_size", "embedding_hidden", "temperature",
+                "embedding_heads", "negatives"):
+        del document["model"][key]
+    (folder / "config.json").write_text(json.dumps(document))
+    old = load_predictor(folder)
+    assert old.config.objective == "mse"
+    x = np.random.default_rng(0).normal(-15, 3, (2, 20, 256)).astype(np.float32)
+    np.testing.assert_array_equal(old.predict(x), predictor.predict(x))
+
+
+def test_missing_head_weights_raise_model_error(tmp_path):
+    config = ModelConfig(hidden_sizes=(4,), objective="contrastive", embedding_size=4, embedding_frame_size=2,
+                         embedding_hidden=4)
+    _, folder = _trained_folder(tmp_path, config, "head")
+    with np.load(folder / "weights.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files if not k.startswith("embedding_hidden_bn/")}
+    np.savez(folder / "weights.npz", **arrays)
+    with pytest.raises(ModelError, match="embedding_hidden_bn"):
+        load_predictor(folder)
 
 
 def test_waveform_predictor_matches_keras_and_renders_by_concatenation(tmp_path):
@@ -95,13 +149,18 @@ def test_invalid_folders_raise_model_error(tmp_path, small_folder):
         load_predictor(folder)
 
 
-def test_predictor_does_not_import_tensorflow(small_folder):
+def test_predictor_does_not_import_tensorflow(small_folder, tmp_path):
     folder = small_folder
+    scorer_folder = _trained_folder(tmp_path, ModelConfig(hidden_sizes=(4,), objective="both", embedding_size=4,
+                                                          embedding_frame_size=2, embedding_hidden=4), "s")[1]
     code = (
         "import sys, numpy as np\n"
         "from harmonizer_cli.core.model import load_predictor\n"
         f"p = load_predictor({str(folder)!r})\n"
         "p.predict(np.zeros((1, 20, 256), np.float32))\n"
+        f"s = load_predictor({str(scorer_folder)!r})\n"
+        "s.embed_context(np.zeros((1, 20, 256), np.float32))\n"
+        "s.embed_continuation(np.zeros((3, 10, 256), np.float32))\n"
         "bad = [m for m in ('tensorflow', 'keras', 'librosa', 'numba') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
@@ -116,5 +175,8 @@ def test_shipped_default_model_loads():
     assert predictor.representation == "logmel" and predictor.frame_size == 256
     out = predictor.predict(np.full((2, 20, 256), -15.0, np.float32))
     assert out.shape == (2, 10, 256) and np.isfinite(out).all()
+    if predictor.config.has_embedding:  # the shipped model scores continuations for extend
+        assert scorer_of(predictor) is predictor
+        assert predictor.embed_context(np.full((2, 20, 256), -15.0, np.float32)).shape == (2, predictor.embedding_size)
     size = sum(p.stat().st_size for p in default_model_path().iterdir() if p.is_file())
     assert size <= 25 * 1024 * 1024

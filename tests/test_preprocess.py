@@ -145,3 +145,48 @@ def test_cli_json_and_strict(corpus):
     bad = runner.invoke(app, ["preprocess", "--input", str(corpus / "nowhere"), "--output", str(out)])
     assert bad.exit_code == 4 and "input folder not found" in bad.stderr
     assert runner.invoke(app, ["preprocess", "--help"]).exit_code == 0
+
+
+def test_exclusions_leave_files_out(corpus, tmp_path):
+    out = corpus / "excluded"
+    preprocess_dataset(corpus / "raw", out, config=PreprocessConfig())
+    patterns = tmp_path / "panel.txt"
+    patterns.write_text("# a panel kept out of training\nsong0[12]\n\nsub/*\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["--quiet", "preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                                 "--exclude-from", str(patterns), "-x", "song09.wav", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["excluded"] == 4 and json.loads(result.stdout)["songs"] == 7
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["excluded"]) == ["song01.wav", "song02.wav", "song09.wav", "sub/song00.wav"]
+    assert manifest["exclude"] == ["song09.wav", "song0[12]", "sub/*"]
+    assert not {s["relative"] for s in manifest["songs"]} & set(manifest["excluded"])
+    assert len(list((out / "songs").glob("*.npy"))) == 7  # the excluded songs' old shards are gone
+    everything = runner.invoke(app, ["preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                                     "-x", "*"])
+    assert everything.exit_code == 4 and "excluded" in everything.stderr
+    missing = runner.invoke(app, ["preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                                  "--exclude-from", str(tmp_path / "none.txt")])
+    assert missing.exit_code == 2 and "pattern file" in missing.stderr
+
+
+def test_test_fraction_one_makes_every_song_a_test_song(corpus):
+    runner = CliRunner()
+    out = corpus / "all-test"
+    result = runner.invoke(app, ["--quiet", "preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                                 "--test", "1.0", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["test_songs"] == 11 and summary["train_songs"] == summary["validation_songs"] == 0
+    data = ProcessedData(out)
+    assert [s["id"] for s in data.songs("all")] == [s["id"] for s in data.songs("test")]
+    assert len(data.window_index("all")) == summary["test_windows"]
+    # --validation defaults to what --test leaves, at most 0.1; an explicit sum over 1 is refused
+    split = runner.invoke(app, ["--quiet", "preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                                "--test", "0.95", "--json"])
+    assert json.loads(split.stdout)["validation_songs"] == 1
+    over = runner.invoke(app, ["preprocess", "--input", str(corpus / "raw"), "--output", str(out),
+                               "--test", "1.0", "--validation", "0.1"])
+    assert over.exit_code == 2 and "at most 1" in over.stderr
+    with pytest.raises(ConfigError, match="unknown split"):
+        data.songs("everything")

@@ -18,11 +18,16 @@ from harmonizer_cli.cli import app
 from harmonizer_cli.core.model import ModelConfig, load_keras_model
 from harmonizer_cli.core.model import load_predictor
 from harmonizer_cli.core.research.preprocess import PreprocessConfig, preprocess_dataset
-from harmonizer_cli.core.research.training import TrainConfig, train_model
+from harmonizer_cli.core.research.preprocess import ProcessedData
+from harmonizer_cli.core.research.training import (
+    TrainConfig, augment_windows, gather_candidates, negative_starts, train_model,
+)
 from harmonizer_cli.errors import ConfigError, DataError, ModelError, OutputError
 
 SR = 22050
 TINY = ModelConfig(hidden_sizes=(4, 8))
+TINY_BOTH = ModelConfig(hidden_sizes=(4, 8), objective="both", embedding_size=4, embedding_frame_size=2,
+                        embedding_hidden=8)
 
 
 def _write_corpus(folder: Path, n_songs: int = 8, seed: int = 0) -> None:
@@ -44,10 +49,10 @@ def data(tmp_path_factory) -> Path:
     return root / "processed"
 
 
-def _train(data: Path, output: Path, **options) -> object:
+def _train(data: Path, output: Path, model_config: ModelConfig = TINY, **options) -> object:
     config = TrainConfig(**{"epochs": 2, "batch_size": 8, "learning_rate": 0.003,
                             "early_stopping": False, "steps_per_execution": 2, **options})
-    return train_model(data, output, config=config, model_config=TINY)
+    return train_model(data, output, config=config, model_config=model_config)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,69 @@ def test_resume_gives_the_uninterrupted_result(data, trained, tmp_path):
         np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
 
 
+def test_negatives_overlap_neither_context_nor_truth():
+    rng = np.random.default_rng(0)
+    for start in (0, 12, 50):
+        starts = negative_starts(100, start, n_input=20, n_output=10, n_negatives=7, rng=rng)
+        assert len(starts) == 7 and len(set(starts.tolist())) == 7
+        assert all(s + 10 <= start or s >= start + 30 for s in starts) and starts.max() <= 90
+    few = negative_starts(45, 0, n_input=20, n_output=10, n_negatives=7, rng=rng)  # 6 segments after the truth
+    assert len(few) == 7 and set(few.tolist()) <= set(range(30, 36))
+    assert negative_starts(35, 2, n_input=20, n_output=10, n_negatives=3, rng=rng) is None
+
+
+def test_candidates_put_the_truth_first_and_borrow_for_short_songs(data):
+    processed = ProcessedData(data)
+    index = processed.window_index("train")[:5]
+    inputs, targets = processed.gather("train", index)
+    candidates = gather_candidates(processed, "train", index, n_negatives=3, rng=np.random.default_rng(0))
+    assert candidates.shape == (5, 4, 10, 256)
+    np.testing.assert_array_equal(candidates[:, 0], targets)
+    # these songs (34-38 s) have no other segment: negatives come from another song, never the truth
+    assert not any(np.array_equal(candidates[i, k], targets[i]) for i in range(5) for k in range(1, 4))
+
+
+def test_augmentation_is_consistent_within_a_window():
+    rng = np.random.default_rng(0)
+    context = rng.normal(-15, 2, (6, 20, 256)).astype(np.float32)
+    truth = context[:, -10:].copy()
+    candidates = np.concatenate([truth[:, None], rng.normal(-15, 2, (6, 2, 10, 256)).astype(np.float32)], axis=1)
+    original = context.copy()
+    augment_windows([context, truth, candidates], n_mels=64, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(context[:, -10:], truth)  # the same change everywhere in a window
+    np.testing.assert_array_equal(candidates[:, 0], truth)
+    assert not np.allclose(context, original)
+    flat = np.full((50, 20, 256), -15.0, np.float32)  # equal bands: a shift changes nothing, the gain shows
+    augment_windows([flat], n_mels=64, rng=np.random.default_rng(2))
+    gains = flat[:, 0, 0] + 15.0
+    np.testing.assert_allclose(flat, np.broadcast_to(gains[:, None, None] - 15.0, flat.shape), atol=1e-5)
+    assert np.abs(gains).max() <= 6.0 * np.log(10) / 10 + 1e-5 and np.abs(gains).max() > 0.5
+
+
+def test_contrastive_training_writes_a_scoring_model_and_resumes_exactly(data, tmp_path):
+    options = dict(negatives=3, augment=True)
+    full = _train(data, tmp_path / "both", model_config=TINY_BOTH, **options)
+    history = json.loads((tmp_path / "both" / "history.json").read_text())
+    assert history["monitor"] == "val_top1" and history["objective"] == "both"
+    for record in history["history"]:
+        assert {"mse", "contrastive", "val_mse", "val_contrastive", "val_top1"} <= set(record)
+        assert 0.0 <= record["val_top1"] <= 1.0
+    assert full.best_val_top1 == max(h["val_top1"] for h in full.history)
+    predictor = load_predictor(tmp_path / "both")
+    assert predictor.config.objective == "both" and predictor.embedding_size == 4
+    keras_model = load_keras_model(tmp_path / "both")
+    rng = np.random.default_rng(0)
+    x = {"context_frames": rng.normal(-16, 3, (4, 20, 256)).astype(np.float32),
+         "candidate_frames": rng.normal(-16, 3, (4, 2, 10, 256)).astype(np.float32)}
+    expected = keras_model.predict(x, verbose=0)
+    np.testing.assert_allclose(predictor.embed_context(x["context_frames"]), expected["embeddings"][:, 0],
+                               rtol=1e-4, atol=1e-4)
+    _train(data, tmp_path / "part", model_config=TINY_BOTH, epochs=1, **options)
+    resumed = _train(data, tmp_path / "part", model_config=TINY_BOTH, epochs=2, resume=True, **options)
+    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history], rtol=1e-4)
+    np.testing.assert_allclose([h["val_top1"] for h in resumed.history], [h["val_top1"] for h in full.history])
+
+
 def test_nan_loss_stops_with_model_error(data, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -135,6 +203,8 @@ def test_cli_help_and_error_exit_codes(data, trained):
     result = runner.invoke(app, ["train", "--data", str(data), "--output", str(output),
                                  "--hidden-sizes", "4,x"])
     assert result.exit_code == 2 and "hidden-sizes" in result.stderr
+    result = runner.invoke(app, ["train", "--data", str(data), "--output", str(output), "--objective", "ranking"])
+    assert result.exit_code == 2 and "objective" in result.stderr
 
 
 def _free_port() -> int:

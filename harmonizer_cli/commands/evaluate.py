@@ -105,11 +105,15 @@ def command(
         "--model", help="Model folder to evaluate. Default: the shipped model.")] = None,
     data: Annotated[Path, typer.Option(
         "--data", help="Preprocessed dataset folder (from `harmonizer preprocess`).")] = Path("data/processed"),
-    split: Annotated[str, typer.Option("--split", help="Which split's windows to score: train, validation (or val) or test.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Which split's windows to score: train, validation (or val), test, or all (every song of the folder, e.g. one preprocessed with --test 1.0).")] = "test",
     max_windows: Annotated[Optional[int], typer.Option(
         "--max-windows", min=1, help="Score at most this many windows (one every 10 s of each song).")] = 400,
     plots: Annotated[Optional[Path], typer.Option(
         "--plots", help="Write spectrogram and loss-curve PNG files to this folder.")] = None,
+    candidates: Annotated[int, typer.Option(
+        "--candidates", min=2, help="Ranking: the true next 10 s among this many segments of the same song "
+                                    "(the truth included).")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Ranking: seed of the candidate segments.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")] = False,
     extension: Annotated[Optional[tuple[Path, Path]], typer.Option(
         "--extension", metavar="ORIGINAL EXTENDED", rich_help_panel=_EXTENSION,
@@ -126,10 +130,15 @@ def command(
     """Score a trained model against trivial baselines on held-out windows, or, with
     --extension, an extended song against its original.
 
-    Model mode: on held-out windows (20 s in, 10 s out) of --split, the model and
-    three baselines computed in the same run (silence, repeat the last 10 s, copy
-    the most similar earlier 10 s) are scored with waveform MSE per frame (the
-    paper's metric), log-mel distance and chroma and MFCC similarity.
+    Model mode: ranking first: for every window of --split, the true next 10 s
+    against --candidates minus one other 10 s segments of the same song that overlap
+    neither the context nor the truth, ranked by the model's score, by the cosine of
+    the context's last second and each candidate's first (what extend does without
+    a model) and by chance: top-1 and mean reciprocal rank (JSON: "ranking"). Then,
+    on held-out windows (20 s in, 10 s out), the model and three baselines computed
+    in the same run (silence, repeat the last 10 s, copy the most similar earlier
+    10 s) are scored with waveform MSE per frame (the paper's metric), log-mel
+    distance and chroma and MFCC similarity.
 
     Extension mode: seam detectability (sample-step crest, spectral novelty and,
     for lossy sources, energy above the codec cut-off, each as the 95th percentile
@@ -148,17 +157,36 @@ def command(
     if seams is not None or target_seconds is not None:
         raise ConfigError("--seams and --target-seconds go with --extension ORIGINAL EXTENDED")
     _evaluate_model(state, model=model, data=data, split=split, plots=plots, as_json=as_json,
-                    max_windows=max_windows)
+                    max_windows=max_windows, candidates=candidates, seed=seed)
+
+
+def _print_ranking(ranking: dict, split: str) -> None:
+    from rich.table import Table
+
+    if not ranking.get("n_windows"):
+        stderr.print(f"ranking: not measured ({ranking.get('skipped_reason', 'no window')})", markup=False)
+        return
+    table = Table(title=f"ranking: the true next 10 s among {ranking['candidates']} segments of the same song "
+                        f"({ranking['n_windows']} windows, {ranking['n_songs']} {split} songs)")
+    for column in ("ranked by", "top-1 (higher)", "mean reciprocal rank (higher)"):
+        table.add_column(column, justify="left" if column == "ranked by" else "right")
+    for method, label in (("model", "model"), ("similarity", "similarity (last 1 s vs first 1 s)"),
+                          ("random", "random")):
+        if ranking.get(f"{method}_top1") is not None:
+            table.add_row(label, f"{ranking[f'{method}_top1']:.3f}", f"{ranking[f'{method}_mrr']:.3f}")
+    stderr.print(table)
 
 
 def _evaluate_model(state: AppState, *, model: Optional[Path], data: Path, split: str,
-                    plots: Optional[Path], as_json: bool, max_windows: Optional[int]) -> None:
+                    plots: Optional[Path], as_json: bool, max_windows: Optional[int],
+                    candidates: int, seed: int) -> None:
     from harmonizer_cli.core.research.evaluation import evaluate_model
 
     split = {"val": "validation"}.get(split, split)
     with progress_for(state, f"evaluating on the {split} split", batch=True) as update:
         document = evaluate_model(model=model, data=data, split=split, plots=plots,
-                                  max_windows=max_windows, on_progress=update)
+                                  max_windows=max_windows, ranking_candidates=candidates,
+                                  ranking_seed=seed, on_progress=update)
     if as_json:
         print(json.dumps(document))
         return
@@ -166,6 +194,7 @@ def _evaluate_model(state: AppState, *, model: Optional[Path], data: Path, split
         return
     from rich.table import Table
 
+    _print_ranking(document["ranking"], split)
     table = Table(title=f"{document['model_name']} on {document['n_windows']} held-out windows "
                         f"({document['n_songs']} {split} songs), 20 s in, 10 s out")
     table.add_column("predictor")

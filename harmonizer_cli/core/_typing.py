@@ -4,6 +4,9 @@
 ``on_progress``; the caller (the CLI's ``console.progress_for``, the web app's job
 pool) renders it. ``Predictor`` is the interface the engine needs from a trained
 model: ``model.predictor.FramePredictor`` implements it, tests use small fakes.
+``Scorer`` is an optional capability of a predictor: a model trained to judge
+which continuation follows (an embedding head) scores candidates with it;
+``scorer_of`` says whether a predictor has it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Callable, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ProgressFn", "Predictor"]
+__all__ = ["ProgressFn", "Predictor", "Scorer", "scorer_of"]
 
 #: ``on_progress(done, total)``, or None for no reporting.
 ProgressFn = Optional[Callable[[int, int], None]]
@@ -46,3 +49,34 @@ class Predictor(Protocol):
 
     def render_frames(self, features: np.ndarray) -> np.ndarray:
         """22050 Hz mono audio of frames [shape=(n, frame_size)]."""
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A predictor that can say how well a candidate continuation follows a context.
+
+    The score of a continuation after a context is the dot product of their
+    embeddings (both L2-normalised: a cosine, higher is more likely).
+
+    Attributes
+    ----------
+    embedding_size : int
+        Size of the embeddings; 0 when the model has no embedding head.
+    """
+
+    embedding_size: int
+
+    def embed_context(self, context: np.ndarray) -> np.ndarray:
+        """Unit embeddings [shape=(batch, embedding_size)] of contexts
+        [shape=(batch, n_input_frames, frame_size)]."""
+
+    def embed_continuation(self, frames: np.ndarray) -> np.ndarray:
+        """Unit embeddings [shape=(batch, embedding_size)] of continuations
+        [shape=(batch, n_output_frames, frame_size)]."""
+
+
+def scorer_of(predictor: object) -> Optional[Scorer]:
+    """``predictor`` itself when it can score continuations (``Scorer``, ``embedding_size > 0``), else None."""
+    if isinstance(predictor, Scorer) and int(getattr(predictor, "embedding_size", 0) or 0) > 0:
+        return predictor
+    return None

@@ -205,7 +205,8 @@ def logmel_frames(frames: np.ndarray, *, spec: LogMelSpec = LogMelSpec()) -> np.
         views = views[:, ::spec.hop_length][:, :n_windows]  # (c, n_windows, n_fft)
         spectrum = np.fft.rfft(views * window, axis=-1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) * scale
-        mel = power @ filters_t  # (c, n_windows, n_mels)
+        # one 2-D product (BLAS): a stacked 3-D matmul is 50x slower here
+        mel = (power.reshape(-1, power.shape[-1]) @ filters_t).reshape(len(chunk), n_windows, -1)
         pooled = mel.reshape(len(chunk), spec.n_steps, per_step, spec.n_mels).mean(axis=2)
         out[start:start + len(chunk)] = np.log(spec.log_floor + pooled).reshape(len(chunk), -1)
     return out

@@ -518,7 +518,7 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     Raises
     ------
     AudioError
-        Shorter than 6 s, digital silence, or fewer than 8 beats.
+        Shorter than 2 s (``MIN_ANALYSIS_SECONDS``) or digital silence.
 
     Examples
     --------

@@ -4,6 +4,11 @@ A model folder holds ``config.json`` (the ``ModelConfig`` and training facts),
 ``model.keras`` (Keras, loaded with ``safe_mode=True`` by ``network``) and
 ``weights.npz`` (the same weights as plain arrays, ``"<layer>/<weight>"``, read by
 the numpy ``predictor``). Nothing here imports TensorFlow or Keras.
+
+The training objective is part of the configuration: ``mse`` (the seed paper's, no
+embedding head), ``contrastive`` or ``both`` (an embedding head scores candidate
+continuations, see ``network``). Folders written before the objective existed have
+no such field and read as ``mse``; the format version is unchanged.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
 from harmonizer_cli.core.features import REPRESENTATIONS, LogMelSpec, frame_size_for
 from harmonizer_cli.errors import ConfigError, ModelError
 
-__all__ = ["ModelConfig", "FORMAT_NAME", "FORMAT_VERSION", "WEIGHT_MODES", "CONFIG_FILE", "KERAS_FILE",
-           "WEIGHTS_FILE", "read_config", "unit_names"]
+__all__ = ["ModelConfig", "FORMAT_NAME", "FORMAT_VERSION", "WEIGHT_MODES", "OBJECTIVES", "CONFIG_FILE",
+           "KERAS_FILE", "WEIGHTS_FILE", "read_config", "unit_names"]
 
 FORMAT_NAME = "harmonizer-model"
 FORMAT_VERSION = 1
 WEIGHT_MODES = ("shared", "per-step")
+OBJECTIVES = ("mse", "contrastive", "both")
+EMBEDDING_HEADS = ("shared", "sibling")
+NEGATIVE_POOLS = ("batch", "song")
 CONFIG_FILE = "config.json"
 KERAS_FILE = "model.keras"
 WEIGHTS_FILE = "weights.npz"
@@ -52,6 +60,26 @@ class ModelConfig:
         BatchNormalization parameters (Keras' defaults).
     logmel : dict
         ``LogMelSpec`` fields for the logmel representation.
+    objective : {"mse", "contrastive", "both"}
+        ``mse``: the paper's regression of the next frames, no embedding head.
+        ``contrastive``: InfoNCE between the embedding of the decoder's output and
+        the true continuation's, against other segments; ``both``: the two losses summed.
+    embedding_size : int
+        Size of the L2-normalised embeddings (objectives other than ``mse``).
+    embedding_frame_size : int
+        Width of the per-frame projection that starts each embedding head.
+    embedding_hidden : int
+        Width of the embedding heads' hidden layer.
+    temperature : float
+        InfoNCE temperature: logits are cosines divided by it.
+    embedding_heads : {"shared", "sibling"}
+        ``shared``: one head embeds the decoder's output and the candidates alike, so
+        a prediction close to a candidate scores it high; ``sibling``: two heads of the
+        same shape (``query`` and ``key``), free to differ.
+    negatives : {"batch", "song"}
+        What InfoNCE contrasts the true continuation with: every candidate of the
+        batch (its window's same-song segments and the other windows'), or only its
+        own window's segments of the same song (the ranking task itself).
     """
 
     representation: str = "logmel"
@@ -65,6 +93,13 @@ class ModelConfig:
     batchnorm_epsilon: float = 1e-3
     batchnorm_momentum: float = 0.99
     logmel: dict = field(default_factory=lambda: LogMelSpec().to_dict())
+    objective: str = "mse"
+    embedding_size: int = 64
+    embedding_frame_size: int = 64
+    embedding_hidden: int = 256
+    temperature: float = 0.1
+    embedding_heads: str = "shared"
+    negatives: str = "batch"
 
     @classmethod
     def paper(cls) -> "ModelConfig":
@@ -87,7 +122,28 @@ class ModelConfig:
             raise ConfigError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
         if self.n_input_frames < 1 or self.n_output_frames < 1:
             raise ConfigError("n_input_frames and n_output_frames must be positive")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r} (choose from {', '.join(OBJECTIVES)})")
+        if min(self.embedding_size, self.embedding_frame_size, self.embedding_hidden) < 1:
+            raise ConfigError("embedding sizes must be positive")
+        if self.embedding_heads not in EMBEDDING_HEADS:
+            raise ConfigError(f"unknown embedding_heads {self.embedding_heads!r} "
+                              f"(choose from {', '.join(EMBEDDING_HEADS)})")
+        if self.negatives not in NEGATIVE_POOLS:
+            raise ConfigError(f"unknown negatives {self.negatives!r} (choose from {', '.join(NEGATIVE_POOLS)})")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
         return self
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the model has the embedding head (objectives other than ``mse``)."""
+        return self.objective != "mse"
+
+    @property
+    def head_names(self) -> tuple[str, str]:
+        """Layer-name prefixes of the heads embedding a context and a continuation."""
+        return ("embedding", "embedding") if self.embedding_heads == "shared" else ("query", "key")
 
     @property
     def logmel_spec(self) -> LogMelSpec:

@@ -13,6 +13,14 @@ The model reads ``n_input_frames`` (20) frames and predicts the next
 - decoder unit ``j``: the same over ``c, d_{j-1}, ..., d_0``: ``d_j``; the output is
   ``d_0 .. d_9``.
 
+With an objective other than ``mse`` the model also embeds (``embedding_head``) the
+decoder's 10 (standardised) outputs, the context's embedding, and a candidate's 10
+standardised frames, a continuation's embedding: with one head for both
+(``embedding_heads="shared"``, layers ``embedding_*``) or two (``query_*`` and
+``key_*``); unit length, so their dot product is a cosine. The
+``InfoNCE`` loss trains them to score the true continuation above the other
+segments of the batch (``training`` puts other segments of the same song there).
+
 ``weights="shared"`` (default) uses one unit each for encoder, context and decoder,
 a true recurrent unit whose ``StackMix`` weights are indexed by lag (stack position
 0 is the newest input); ``weights="per-step"`` gives every step its own unit (31, as
@@ -29,7 +37,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,8 +46,8 @@ from harmonizer_cli.core.model.config import (
 )
 from harmonizer_cli.errors import ModelError
 
-__all__ = ["custom_layers", "build_model", "set_normalisation", "count_parameters", "export_weights",
-           "save_model_folder", "load_keras_model"]
+__all__ = ["custom_layers", "build_model", "embedding_head", "set_normalisation", "count_parameters",
+           "export_weights", "save_model_folder", "load_keras_model"]
 
 
 def custom_layers() -> dict:
@@ -136,37 +144,49 @@ def custom_layers() -> dict:
         def compute_output_shape(self, input_shape: Any) -> Any:
             return (input_shape[0][0], len(input_shape), input_shape[0][1])
 
+    @keras.saving.register_keras_serializable(package="harmonizer")
+    class InfoNCE(keras.losses.Loss):
+        """Contrastive loss of the embedding output: the true continuation against all others.
+
+        ``y_pred`` (batch, 1 + k, size): per window its context's embedding, then its
+        ``k`` candidates' (the true continuation first). Each context is scored
+        against every candidate of the batch (its own and the other windows'),
+        ``cosine / temperature``, and the loss is the cross-entropy of its own true
+        continuation (InfoNCE). ``y_true`` is ignored.
+        """
+
+        def __init__(self, temperature: float = 0.1, in_batch: bool = True, name: str = "info_nce",
+                     **kwargs: Any) -> None:
+            super().__init__(name=name, **kwargs)
+            self.temperature = float(temperature)
+            self.in_batch = bool(in_batch)
+
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            query = y_pred[:, 0, :]
+            keys = y_pred[:, 1:, :]
+            if not self.in_batch:  # each context against its own candidates only
+                logits = ops.einsum("bd,bkd->bk", query, keys) / self.temperature
+                labels = ops.zeros((ops.shape(query)[0],), dtype="int32")
+                return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            n_keys = ops.shape(keys)[1]
+            flat = ops.reshape(keys, (-1, ops.shape(keys)[2]))
+            logits = ops.matmul(query, ops.transpose(flat)) / self.temperature
+            labels = ops.arange(ops.shape(query)[0]) * n_keys
+            return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "temperature": self.temperature, "in_batch": self.in_batch}
+
     _LAYERS = {"StackMix": StackMix, "FeatureScale": FeatureScale,
-               "SplitFrames": SplitFrames, "StackFrames": StackFrames}
+               "SplitFrames": SplitFrames, "StackFrames": StackFrames, "InfoNCE": InfoNCE}
     return _LAYERS
 
 
 _LAYERS: dict | None = None
 
 
-def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
-                steps_per_execution: int = 1) -> Any:
-    """Build (and compile with Adam + MSE when ``learning_rate`` is given) the model.
-
-    Parameters
-    ----------
-    config : ModelConfig
-    learning_rate : float or None
-        Adam's learning rate; ``None`` leaves the model uncompiled.
-    steps_per_execution : int
-        Training steps run per call into TensorFlow (10 runs about 1.7 times faster
-        than 1 on a 2-core CPU; the result is the same).
-
-    Returns
-    -------
-    keras.Model
-        Input (batch, n_input_frames, frame_size) raw frames; output
-        (batch, n_output_frames, frame_size) raw frames.
-    """
-    import keras
-
-    config.validate()
-    layers = custom_layers()
+def _unit_factory(keras: Any, config: ModelConfig, layers: dict) -> Callable[[str, int, list], Any]:
+    """``apply(prefix, max_inputs, stacked)``: one step of a unit, its layers made once per prefix."""
     units: dict[str, dict] = {}
 
     def unit(prefix: str, max_inputs: int) -> dict:
@@ -193,11 +213,21 @@ def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
             h = layer(h)
         return u["out"](h)
 
+    return apply
+
+
+def _encode_decode(keras: Any, config: ModelConfig, layers: dict, scaled: Any) -> Any:
+    """The encoder, context and decoder units over standardised frames.
+
+    Returns
+    -------
+    KerasTensor [shape=(batch, n_output_frames, frame_size)]
+        The decoder's outputs, still standardised.
+    """
+    apply = _unit_factory(keras, config, layers)
     names = unit_names(config)
     shared = config.weights == "shared"
     n_in, n_out = config.n_input_frames, config.n_output_frames
-    inputs = keras.Input((n_in, config.frame_size), name="context_frames")
-    scaled = layers["FeatureScale"](config.frame_size, name="input_scale")(inputs)
     frames = layers["SplitFrames"](n_in, name="split_frames")(scaled)
     encoded: list = []
     for t in range(n_in):
@@ -208,11 +238,93 @@ def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
     for j in range(n_out):
         max_inputs = n_out if shared else j + 1
         decoded.append(apply(names["decoder"][j], max_inputs, [context] + decoded[::-1]))
-    stacked = layers["StackFrames"](name="stack_frames")(decoded)
-    outputs = layers["FeatureScale"](config.frame_size, inverse=True, name="output_scale")(stacked)
-    model = keras.Model(inputs=inputs, outputs=outputs, name="harmonizer_encoder_decoder")
+    return layers["StackFrames"](name="stack_frames")(decoded)
+
+
+def embedding_head(keras: Any, config: ModelConfig, prefix: str) -> list:
+    """The layers of an embedding head (``embedding``, or ``query`` and ``key``), in order.
+
+    Standardised frames ``(..., n_output_frames, frame_size)`` -> per-frame
+    ``Dense(embedding_frame_size)``, LeakyReLU, BatchNormalization -> the frames side
+    by side -> ``Dense(embedding_hidden)``, LeakyReLU, BatchNormalization ->
+    ``Dense(embedding_size)`` -> unit length: ``(..., embedding_size)``.
+    """
+    def norm(name: str) -> Any:
+        return keras.layers.BatchNormalization(epsilon=config.batchnorm_epsilon,
+                                               momentum=config.batchnorm_momentum, name=name)
+
+    width = config.n_output_frames * config.embedding_frame_size
+    return [keras.layers.Dense(config.embedding_frame_size, name=f"{prefix}_frame"),
+            keras.layers.LeakyReLU(config.leaky_slope, name=f"{prefix}_frame_act"), norm(f"{prefix}_frame_bn"),
+            keras.layers.Reshape((-1, width), name=f"{prefix}_join"),
+            keras.layers.Dense(config.embedding_hidden, name=f"{prefix}_hidden"),
+            keras.layers.LeakyReLU(config.leaky_slope, name=f"{prefix}_hidden_act"), norm(f"{prefix}_hidden_bn"),
+            keras.layers.Dense(config.embedding_size, name=f"{prefix}_out"),
+            keras.layers.UnitNormalization(axis=-1, name=f"{prefix}_unit")]
+
+
+def _apply_all(layer_list: list, x: Any) -> Any:
+    for layer in layer_list:
+        x = layer(x)
+    return x
+
+
+def build_model(config: ModelConfig, *, learning_rate: float | None = 0.01,
+                steps_per_execution: int = 1) -> Any:
+    """Build (and compile with Adam and the objective's loss when ``learning_rate`` is given) the model.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    learning_rate : float or None
+        Adam's learning rate; ``None`` leaves the model uncompiled.
+    steps_per_execution : int
+        Training steps run per call into TensorFlow (10 runs about 1.7 times faster
+        than 1 on a 2-core CPU; the result is the same).
+
+    Returns
+    -------
+    keras.Model
+        ``objective="mse"``: input (batch, n_input_frames, frame_size) raw frames;
+        output (batch, n_output_frames, frame_size) raw frames (the seed paper's).
+        Otherwise inputs ``{"context_frames": (batch, n_input_frames, frame_size),
+        "candidate_frames": (batch, n_candidates, n_output_frames, frame_size)}`` and
+        outputs ``{"frames": (batch, n_output_frames, frame_size), "embeddings":
+        (batch, 1 + n_candidates, embedding_size)}``: row 0 the context's embedding
+        (the ``query`` head over the decoder's output), rows 1.. each candidate's
+        (the ``key`` head over its standardised frames).
+    """
+    import keras
+
+    config.validate()
+    layers = custom_layers()
+    inputs = keras.Input((config.n_input_frames, config.frame_size), name="context_frames")
+    input_scale = layers["FeatureScale"](config.frame_size, name="input_scale")
+    decoded = _encode_decode(keras, config, layers, input_scale(inputs))
+    outputs = layers["FeatureScale"](config.frame_size, inverse=True, name="output_scale")(decoded)
+    if not config.has_embedding:
+        model = keras.Model(inputs=inputs, outputs=outputs, name="harmonizer_encoder_decoder")
+        if learning_rate is not None:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
+                          steps_per_execution=steps_per_execution)
+        return model
+    candidates = keras.Input((None, config.n_output_frames, config.frame_size), name="candidate_frames")
+    query_name, key_name = config.head_names
+    query_head = embedding_head(keras, config, query_name)
+    key_head = query_head if key_name == query_name else embedding_head(keras, config, key_name)
+    one = keras.layers.Reshape((1, config.n_output_frames, config.frame_size), name="prediction")(decoded)
+    query = _apply_all(query_head, one)  # (batch, 1, size)
+    keys = _apply_all(key_head, input_scale(candidates))  # (batch, k, size)
+    embeddings = keras.layers.Concatenate(axis=1, name="embeddings")([query, keys])
+    model = keras.Model(inputs={"context_frames": inputs, "candidate_frames": candidates},
+                        outputs={"frames": outputs, "embeddings": embeddings},
+                        name="harmonizer_encoder_decoder")
     if learning_rate is not None:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
+        losses: dict = {"embeddings": layers["InfoNCE"](config.temperature,
+                                                        in_batch=config.negatives == "batch")}
+        if config.objective == "both":
+            losses["frames"] = "mse"
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses,
                       steps_per_execution=steps_per_execution)
     return model
 

@@ -9,7 +9,8 @@ module and one ``harmonizer`` command per step:
    by-song train/validation/test split.
 3. ``training`` (``train``): fit the model on windows of the shards.
 4. ``evaluation`` (``evaluate``): score the model on held-out songs against
-   trivial baselines.
+   trivial baselines, and ``ranking``: does it pick the true continuation among
+   other segments of the song?
 
 The names below are re-exported from those modules. TensorFlow is imported only
 inside the training and model functions that need it.
@@ -26,10 +27,16 @@ from harmonizer_cli.core.research.fetch import (
     verify_audio,
 )
 from harmonizer_cli.core.research.preprocess import (
-    PreprocessConfig, PreprocessResult, ProcessedData, find_audio_files, load_processed, preprocess_dataset,
-    split_songs,
+    PreprocessConfig, PreprocessResult, ProcessedData, find_audio_files, is_excluded, load_processed,
+    preprocess_dataset, read_pattern_file, split_songs,
 )
-from harmonizer_cli.core.research.training import STRATEGIES, TrainConfig, TrainResult, plot_history, train_model
+from harmonizer_cli.core.research.ranking import (
+    RANKING_CANDIDATES, SIMILARITY_FRAMES, RankingReport, candidate_starts, model_scores, rank_songs,
+    similarity_scores, truth_ranks,
+)
+from harmonizer_cli.core.research.training import (
+    STRATEGIES, TrainConfig, TrainResult, gather_candidates, negative_starts, plot_history, train_model,
+)
 
 __all__ = [
     # fetch
@@ -37,10 +44,14 @@ __all__ = [
     "FetchSummary", "parse_source", "parse_size", "list_source", "fetch_dataset",
     "extract_archive", "safe_relative_path", "verify_audio", "git_blob_sha1",
     # preprocess
-    "PreprocessConfig", "PreprocessResult", "ProcessedData", "find_audio_files",
-    "preprocess_dataset", "split_songs", "load_processed",
+    "PreprocessConfig", "PreprocessResult", "ProcessedData", "find_audio_files", "is_excluded",
+    "read_pattern_file", "preprocess_dataset", "split_songs", "load_processed",
     # training
-    "TrainConfig", "TrainResult", "train_model", "STRATEGIES", "plot_history",
+    "TrainConfig", "TrainResult", "train_model", "STRATEGIES", "plot_history", "negative_starts",
+    "gather_candidates",
+    # ranking
+    "RANKING_CANDIDATES", "SIMILARITY_FRAMES", "RankingReport", "candidate_starts", "similarity_scores",
+    "model_scores", "truth_ranks", "rank_songs",
     # evaluation
     "METRICS", "BASELINES", "EvaluationReport", "evaluate_songs", "evaluate_model",
     "frame_scores", "write_plots",

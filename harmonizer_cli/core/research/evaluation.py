@@ -13,6 +13,10 @@ For windows of held-out songs (20 s in, 10 s out) every method predicts the next
 Baselines: ``silence``; ``repeat-last-10s`` (the input's last 10 s again);
 ``nearest-earlier-10s`` (find the earlier moment of the same song whose preceding
 5 s best match the last 5 s, log-mel distance, and copy the 10 s that followed it).
+
+``evaluate_model`` also reports the ranking measure (``ranking``): for every window
+of the split, the true next 10 s against other segments of the same song, ranked
+by the model, by similarity and by chance.
 """
 
 from __future__ import annotations
@@ -300,6 +304,30 @@ def write_plots(
     return written
 
 
+def _ranking(processed: object, records: list[dict], predictor: object, *, n_candidates: int, seed: int,
+             load_mono: object, on_progress: ProgressFn) -> dict:
+    """The ranking measure on the records' songs: from their shards, or their audio in another representation.
+
+    Songs too short for one ranked window give ``n_windows`` 0 and a ``skipped_reason``.
+    """
+    from harmonizer_cli.core.research.ranking import rank_songs
+
+    def songs() -> Iterable[tuple[str, np.ndarray]]:
+        for record in records:
+            if processed.representation == predictor.representation:
+                yield record["id"], processed.frames(record)
+            else:
+                yield record["id"], predictor.frame_features(load_mono(record))
+
+    try:
+        report = rank_songs(songs(), predictor=predictor, representation=predictor.representation,
+                            n_candidates=n_candidates, hop=processed.hop, seed=seed,
+                            on_progress=on_progress, n_songs=len(records))
+    except DataError as exc:  # songs too short to rank: the rest of the evaluation still stands
+        return {"candidates": n_candidates, "n_windows": 0, "n_songs": 0, "skipped_reason": exc.message}
+    return report.to_dict()
+
+
 def evaluate_model(
     *,
     model: str | Path | None = None,
@@ -308,12 +336,16 @@ def evaluate_model(
     plots: str | Path | None = None,
     hop_seconds: int = 10,
     max_windows: int | None = 400,
+    ranking_candidates: int = 16,
+    ranking_seed: int = 0,
     on_progress: ProgressFn = None,
 ) -> dict:
-    """Evaluate a model folder on a preprocessed split, with the baselines.
+    """Evaluate a model folder on a preprocessed split, with the baselines and the ranking measure.
 
     The split's songs are decoded again from their source files (listed in the
-    manifest), so every method is scored on audio as well as on features.
+    manifest), so every method is scored on audio as well as on features. The
+    ranking measure (``ranking.rank_songs``) reads every window of the manifest's
+    hop grid from the shards.
 
     Parameters
     ----------
@@ -321,14 +353,23 @@ def evaluate_model(
         Model folder; ``None`` is the shipped default.
     data : path
         Output folder of ``harmonizer preprocess``.
-    split : {"train", "validation", "test"}
+    split : {"train", "validation", "test", "all"}
+        ``all``: every song with a window (a folder preprocessed with ``--test 1.0``
+        holds only test songs; ``all`` reads any folder whole).
     plots : path, optional
         Folder for the Figure 6-9 PNGs.
+    ranking_candidates : int
+        N of the ranking measure, the truth included.
+    ranking_seed : int
+        Seed of the ranking's candidates.
+    on_progress : callable(done, total), optional
+        Songs done, the ranking's pass then the table's (total: twice the songs).
 
     Returns
     -------
     dict
-        ``EvaluationReport.to_dict()`` plus ``model``, ``split``, ``data`` and ``plots``.
+        ``EvaluationReport.to_dict()`` plus ``ranking`` (``RankingReport.to_dict()``),
+        ``model``, ``split``, ``data`` and ``plots``.
 
     Raises
     ------
@@ -348,24 +389,29 @@ def evaluate_model(
     if not records:
         raise DataError(f"the {split} split has no songs", path=processed.folder)
 
-    def songs() -> Iterable[tuple[str, np.ndarray]]:
-        for record in records:
-            try:
-                audio = load_audio(record["source"])
-            except AudioError as exc:
-                raise DataError(f"cannot read the source of song {record['id']} ({exc.message})",
-                                path=record["source"]) from exc
-            yield record["id"], to_model_view(audio)
+    def load_mono(record: dict) -> np.ndarray:
+        try:
+            audio = load_audio(record["source"])
+        except AudioError as exc:
+            raise DataError(f"cannot read the source of song {record['id']} ({exc.message})",
+                            path=record["source"]) from exc
+        return to_model_view(audio)
 
-    report = evaluate_songs(songs(), predictor=predictor, hop_seconds=hop_seconds,
-                            max_windows=max_windows, on_progress=on_progress, n_songs=len(records))
+    n = len(records)
+    ranking = _ranking(processed, records, predictor, n_candidates=ranking_candidates, seed=ranking_seed,
+                       load_mono=load_mono,
+                       on_progress=None if on_progress is None else lambda done, total: on_progress(done, 2 * n))
+    report = evaluate_songs(((record["id"], load_mono(record)) for record in records), predictor=predictor,
+                            hop_seconds=hop_seconds, max_windows=max_windows, n_songs=n,
+                            on_progress=None if on_progress is None
+                            else lambda done, total: on_progress(n + done, 2 * n))
     document = report.to_dict()
     model_folder = default_model_path() if model is None else Path(model)
     document.update(model=str(model_folder), model_name=predictor.name, split=split,
-                    data=str(processed.folder), plots=[])
+                    data=str(processed.folder), ranking=ranking, plots=[])
     if plots is not None:
         longest = max(records, key=lambda r: r["n_frames"])
-        features = predictor.frame_features(to_model_view(load_audio(longest["source"])))
+        features = predictor.frame_features(load_mono(longest))
         start = max(0, min(features.shape[0] - 31, features.shape[0] // 3))
         document["plots"] = [str(p) for p in write_plots(
             Path(plots), predictor=predictor, song_features=features, start=start, model_folder=model_folder)]

@@ -21,10 +21,16 @@ split. So a corpus of 6 hours takes 22 MB as logmel (1.9 GB as waveform).
   from, so a run that was interrupted (or failed) before writing ``manifest.json``
   does not decode its finished songs again.
 - Undecodable files are reported in ``manifest["failed"]`` and skipped.
+- Exclusions: files whose relative path, name or stem matches one of the ``exclude``
+  glob patterns (``fnmatch``) are not read at all (``manifest["excluded"]`` lists
+  them): music kept out of training, for example a benchmark's panel.
+- ``test_fraction`` 1.0 puts every song in the test split: a folder of songs never
+  trained on, to evaluate a model on.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -47,6 +53,8 @@ __all__ = [
     "PreprocessResult",
     "ProcessedData",
     "find_audio_files",
+    "is_excluded",
+    "read_pattern_file",
     "preprocess_dataset",
     "split_songs",
     "load_processed",
@@ -57,8 +65,8 @@ MANIFEST_FORMAT = "harmonizer-processed"
 MANIFEST_VERSION = 1
 SHARD_FOLDER = "songs"
 SPLITS = ("train", "validation", "test")
-
-#: File name endings read as audio (others in the input folder are ignored).
+#: What ``ProcessedData.songs`` also accepts: every song with a window, whatever its split.
+ALL_SPLITS = "all"
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,9 @@ class PreprocessConfig:
     jobs : int
         Worker processes (1 = in this process).
     logmel : LogMelSpec
+    exclude : tuple of str
+        Glob patterns of files not to read (matched against the relative path, the
+        file name and its stem).
     """
 
     representation: str = "logmel"
@@ -86,6 +97,7 @@ class PreprocessConfig:
     test_fraction: float = 0.1
     jobs: int = 1
     logmel: LogMelSpec = field(default_factory=LogMelSpec)
+    exclude: tuple[str, ...] = ()
 
     def validate(self) -> "PreprocessConfig":
         if self.representation not in REPRESENTATIONS:
@@ -96,8 +108,9 @@ class PreprocessConfig:
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be positive, got {self.jobs}")
         fractions = (self.validation_fraction, self.test_fraction)
-        if min(fractions) < 0 or sum(fractions) >= 1:
-            raise ConfigError("validation and test fractions must be >= 0 and sum to less than 1")
+        if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
+            raise ConfigError(f"validation and test fractions must be >= 0 and sum to at most 1, got "
+                              f"{self.validation_fraction} and {self.test_fraction}")
         self.logmel.validate()
         return self
 
@@ -135,7 +148,8 @@ class PreprocessResult:
         totals = self.manifest["totals"]
         return {"output": self.manifest.get("output"), "songs": len(self.manifest["songs"]),
                 "processed": self.processed, "skipped_unchanged": self.skipped,
-                "failed": len(self.failed), "audio_seconds_decoded": round(self.audio_seconds, 1),
+                "failed": len(self.failed), "excluded": len(self.manifest.get("excluded", [])),
+                "audio_seconds_decoded": round(self.audio_seconds, 1),
                 **{f"{split}_windows": totals[split]["windows"] for split in SPLITS},
                 **{f"{split}_songs": totals[split]["songs"] for split in SPLITS}}
 
@@ -154,6 +168,36 @@ def find_audio_files(folder: str | os.PathLike) -> list[Path]:
     found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
              and not p.name.startswith(".")]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def is_excluded(relative: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Whether a file's relative path, its name or its stem matches one of the glob ``patterns``.
+
+    Examples
+    --------
+    >>> is_excluded("game/wesnoth-knolls.ogg", ["wesnoth-knolls"])
+    True
+    >>> is_excluded("game/wesnoth-knolls.ogg", ["warzone*"])
+    False
+    """
+    name = relative.rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0]
+    return any(fnmatch.fnmatchcase(text, pattern) for pattern in patterns for text in (relative, name, stem))
+
+
+def read_pattern_file(path: str | os.PathLike) -> list[str]:
+    """Glob patterns of a text file: one per line; blank lines and ``#`` comments are ignored.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the pattern file ({exc})", path=path) from exc
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def song_id_for(relative: str) -> str:
@@ -277,9 +321,13 @@ def preprocess_dataset(
     config.validate()
     input_folder = Path(input_folder)
     output_folder = Path(output_folder)
-    files = find_audio_files(input_folder)
-    if not files:
+    found = find_audio_files(input_folder)
+    if not found:
         raise DataError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})", path=input_folder)
+    excluded = [p for p in found if is_excluded(p.relative_to(input_folder).as_posix(), config.exclude)]
+    files = [p for p in found if p not in excluded]
+    if not files:
+        raise DataError(f"all {len(found)} audio files are excluded", path=input_folder)
     shard_folder = output_folder / SHARD_FOLDER
     try:
         shard_folder.mkdir(parents=True, exist_ok=True)
@@ -302,7 +350,8 @@ def preprocess_dataset(
     totals = _split_and_count(songs, config)
     manifest = _build_manifest(config, feature_hash=feature_hash, input_folder=input_folder,
                                output_folder=output_folder, totals=totals, songs=songs,
-                               failed=result.failed)
+                               failed=result.failed,
+                               excluded=[p.relative_to(input_folder).as_posix() for p in excluded])
     _write_manifest(manifest_path, manifest, shard_folder, songs)
     result.manifest = manifest
     return result
@@ -396,7 +445,7 @@ def _split_and_count(songs: list[dict], config: PreprocessConfig) -> dict:
 
 def _build_manifest(
     config: PreprocessConfig, *, feature_hash: str, input_folder: Path, output_folder: Path,
-    totals: dict, songs: list[dict], failed: list,
+    totals: dict, songs: list[dict], failed: list, excluded: list[str],
 ) -> dict:
     """The ``manifest.json`` document."""
     return {
@@ -419,6 +468,8 @@ def _build_manifest(
         "totals": totals,
         "songs": songs,
         "failed": failed,
+        "exclude": list(config.exclude),
+        "excluded": excluded,
     }
 
 
@@ -467,9 +518,11 @@ class ProcessedData:
         self._frames: dict[str, np.ndarray] = {}
 
     def songs(self, split: str) -> list[dict]:
-        """The manifest records of a split's songs (sorted by id)."""
+        """The manifest records of a split's songs (sorted by id); ``"all"``: every split's."""
+        if split == ALL_SPLITS:
+            return [s for s in self.manifest["songs"] if s["split"] in SPLITS]
         if split not in SPLITS:
-            raise ConfigError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+            raise ConfigError(f"unknown split {split!r} (choose from {', '.join(SPLITS)}, {ALL_SPLITS})")
         return [s for s in self.manifest["songs"] if s["split"] == split]
 
     def frames(self, song: dict) -> np.ndarray:

@@ -4,13 +4,22 @@
   ``tf.data`` (a generator of batches, prefetched); memory does not grow with the corpus.
   The window order of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation``,
   so a resumed run sees the same batches as an uninterrupted one.
-- Optimisation: Adam and mean squared error over every number of the 10 predicted
-  frames (the paper's), ``--learning-rate`` 0.01, ``--batch-size`` 20 by default.
+- Optimisation: Adam, ``--learning-rate`` 0.01, ``--batch-size`` 20 by default, and the
+  model's objective (``ModelConfig.objective``): ``mse``, the mean squared error over
+  every number of the 10 predicted frames (the paper's); ``contrastive``, InfoNCE
+  between the embedding of the decoder's output and the true continuation's,
+  against ``negatives`` other 10-frame segments of the same song per window (drawn
+  like the ranking measure's candidates: overlapping neither the context nor the
+  truth; each epoch anew, the validation ones fixed) and every candidate of the
+  other windows of the batch; ``both``, the two losses summed.
 - Each epoch: a checkpoint (``checkpoint/last.keras`` with the optimizer state and
   ``checkpoint/state.json``); the model with the best validation loss so far is written
   as the output model folder (``config.json``, ``model.keras``, ``weights.npz``) plus
   ``history.json`` and ``loss.png`` (the paper's Figure 6).
-- Early stopping after ``patience`` epochs without a better validation loss.
+- Early stopping after ``patience`` epochs without a better validation loss (the
+  contrastive objectives: a better validation top-1, the share of validation
+  windows whose true continuation scores above their ``negatives`` fixed same-song
+  segments).
 - A NaN or infinite loss stops training with ``ModelError``.
 - ``strategy``: ``default`` (one device), ``mirrored`` (``tf.distribute.MirroredStrategy``,
   all local GPUs) or ``multi-worker`` (``MultiWorkerMirroredStrategy`` configured by the
@@ -53,6 +62,8 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 CHECKPOINT_FOLDER = "checkpoint"
 HISTORY_FILE = "history.json"
 PLOT_FILE = "loss.png"
+#: Second seed word of the validation negatives (epochs use 0, 1, ...): fixed across epochs.
+VALIDATION_RNG_KEY = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,12 @@ class TrainConfig:
         Use at most this many (randomly chosen, fixed by seed) training windows per epoch.
     steps_per_execution : int
         Batches per call into TensorFlow (speed only; 1 under ``multi-worker``).
+    negatives : int
+        Same-song negative segments per window for the contrastive objectives.
+    augment : bool
+        Give each training window a random level (within 6 dB) and mel-band shift
+        (within 2 bands), alike for its context, continuation and candidates
+        (``augment_windows``; log-mel data only).
     """
 
     epochs: int = 200
@@ -94,11 +111,13 @@ class TrainConfig:
     strategy: str = "default"
     max_train_windows: int | None = None
     steps_per_execution: int = 10
+    negatives: int = 7
+    augment: bool = False
 
     def validate(self) -> "TrainConfig":
-        if min(self.epochs, self.batch_size, self.patience, self.steps_per_execution) < 1:
-            raise ConfigError("--epochs, --batch-size, --patience and --steps-per-execution "
-                              "must be positive")
+        if min(self.epochs, self.batch_size, self.patience, self.steps_per_execution, self.negatives) < 1:
+            raise ConfigError("--epochs, --batch-size, --patience, --steps-per-execution and "
+                              "--negatives must be positive")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:
@@ -118,6 +137,9 @@ class TrainResult:
         One ``{"epoch", "loss", "val_loss", "seconds"}`` per epoch, resumed ones included.
     best_epoch : int
     best_val_loss : float or None
+    best_val_top1 : float or None
+        Contrastive objectives: the best epoch's validation top-1 (the true
+        continuation first among its window's candidates).
     stopped_early : bool
     parameters : int
     windows_per_second : float
@@ -128,6 +150,7 @@ class TrainResult:
     history: list = field(default_factory=list)
     best_epoch: int = 0
     best_val_loss: float | None = None
+    best_val_top1: float | None = None
     stopped_early: bool = False
     parameters: int = 0
     windows_per_second: float = 0.0
@@ -136,6 +159,7 @@ class TrainResult:
         last = self.history[-1] if self.history else {}
         return {"output": str(self.output), "epochs_run": len(self.history),
                 "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+                "best_val_top1": self.best_val_top1,
                 "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
                 "stopped_early": self.stopped_early, "parameters": self.parameters,
                 "windows_per_second": round(self.windows_per_second, 1)}
@@ -218,9 +242,116 @@ def _epoch_order(n_windows: int, *, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_windows)
 
 
-def _dataset(data: ProcessedData, split: str, index: np.ndarray, *, batch_size: int,
-             n_workers: int) -> Any:
-    """tf.data.Dataset of (inputs, targets) batches read from the shards in ``index`` order."""
+def negative_starts(n_frames: int, start: int, *, n_input: int, n_output: int, n_negatives: int,
+                    rng: np.random.Generator) -> np.ndarray | None:
+    """First frames of a window's negative segments: the same song, overlapping neither context nor truth.
+
+    Drawn without replacement where the song offers enough segments, with replacement
+    where it offers fewer; None where it offers none.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_negatives,), dtype=int64] or None
+    """
+    truth = start + n_input
+    allowed = np.concatenate([np.arange(0, start - n_output + 1),
+                              np.arange(truth + n_output, n_frames - n_output + 1)]).astype(np.int64)
+    if len(allowed) == 0:
+        return None
+    return rng.choice(allowed, n_negatives, replace=len(allowed) < n_negatives).astype(np.int64)
+
+
+def gather_candidates(data: ProcessedData, split: str, index: np.ndarray, *, n_negatives: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Each window's true continuation and ``n_negatives`` other segments of its song.
+
+    A song too short to offer any other segment lends segments of another song of the
+    split (drawn from ``rng``). The last (zero-padded) frame of a song is never used
+    for a negative.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(index), 1 + n_negatives, n_output, frame_size), dtype=float32]
+        The truth first.
+    """
+    songs = data.songs(split)
+    n_in, n_out = data.n_input, data.n_output
+    out = np.empty((len(index), 1 + n_negatives, n_out, data.frame_size), dtype=np.float32)
+    for row, (song, start) in enumerate(index):
+        frames = data.frames(songs[int(song)])
+        out[row, 0] = frames[int(start) + n_in:int(start) + n_in + n_out]
+        starts = negative_starts(frames.shape[0] - 1, int(start), n_input=n_in, n_output=n_out,
+                                 n_negatives=n_negatives, rng=rng)
+        if starts is None:  # borrow from another song long enough for one segment
+            others = [i for i, s in enumerate(songs) if i != int(song) and s["n_frames"] > n_out]
+            frames = data.frames(songs[others[int(rng.integers(len(others)))]] if others else songs[int(song)])
+            starts = rng.integers(0, frames.shape[0] - n_out + 1, n_negatives)
+        for k, first in enumerate(starts):
+            out[row, 1 + k] = frames[int(first):int(first) + n_out]
+    return out
+
+
+#: Augmentation: the largest level change (dB) and mel-band shift applied to a training window.
+AUGMENT_GAIN_DB = 6.0
+AUGMENT_MEL_SHIFT = 2
+
+
+def augment_windows(arrays: list[np.ndarray], *, n_mels: int, rng: np.random.Generator) -> None:
+    """Change the level and shift the mel bands of each window, alike in all its arrays (in place).
+
+    Each window ``i`` (the first axis of every array) gets one gain, uniform within
+    ``AUGMENT_GAIN_DB`` dB (added to the natural-log power), and one shift of the mel
+    bands by ``-AUGMENT_MEL_SHIFT .. AUGMENT_MEL_SHIFT`` bands (a rough pitch shift;
+    the edge band fills the gap): its context, its continuation and its candidates
+    stay consistent, so which segment follows is unchanged.
+
+    Parameters
+    ----------
+    arrays : list of np.ndarray [shape=(batch, ..., n_steps * n_mels)]
+        Log-mel frames, step-major.
+    """
+    batch = arrays[0].shape[0]
+    gains = rng.uniform(-AUGMENT_GAIN_DB, AUGMENT_GAIN_DB, batch) * (np.log(10.0) / 10.0)
+    shifts = rng.integers(-AUGMENT_MEL_SHIFT, AUGMENT_MEL_SHIFT + 1, batch)
+    for array in arrays:
+        bands = array.reshape(*array.shape[:-1], -1, n_mels)
+        for i in range(batch):
+            k = int(shifts[i])
+            if k > 0:
+                bands[i, ..., k:] = bands[i, ..., :-k].copy()
+                bands[i, ..., :k] = bands[i, ..., k:k + 1]
+            elif k < 0:
+                bands[i, ..., :k] = bands[i, ..., -k:].copy()
+                bands[i, ..., k:] = bands[i, ..., k - 1:k]
+            bands[i] += np.float32(gains[i])
+
+
+def _batch(data: ProcessedData, split: str, index: np.ndarray, *, model_config: ModelConfig,
+           n_negatives: int, rng: np.random.Generator, augment: bool = False) -> tuple:
+    """One batch as ``fit`` takes it: (inputs, targets), dicts for the contrastive objectives."""
+    inputs, targets = data.gather(split, index)
+    candidates = None
+    if model_config.has_embedding:
+        candidates = gather_candidates(data, split, index, n_negatives=n_negatives, rng=rng)
+    if augment:
+        augment_windows([a for a in (inputs, targets, candidates) if a is not None],
+                        n_mels=model_config.logmel_spec.n_mels, rng=rng)
+    if candidates is None:
+        return inputs, targets
+    x = {"context_frames": inputs, "candidate_frames": candidates}
+    y = {"embeddings": np.zeros(len(index), np.float32)}
+    if model_config.objective == "both":
+        y["frames"] = targets
+    return x, y
+
+
+def _dataset(data: ProcessedData, split: str, index: np.ndarray, *, batch_size: int, n_workers: int,
+             model_config: ModelConfig, n_negatives: int, rng_key: tuple[int, int],
+             augment: bool = False) -> Any:
+    """tf.data.Dataset of batches read from the shards in ``index`` order.
+
+    ``rng_key`` seeds the negatives of batch ``b`` as ``default_rng([*rng_key, b])``.
+    """
     import tensorflow as tf
 
     usable = (len(index) // (batch_size * n_workers)) * batch_size * n_workers if n_workers > 1 else len(index)
@@ -230,12 +361,23 @@ def _dataset(data: ProcessedData, split: str, index: np.ndarray, *, batch_size: 
     index = index[:usable]
 
     def batches():
-        for start in range(0, len(index), batch_size):
-            yield data.gather(split, index[start:start + batch_size])
+        for number, start in enumerate(range(0, len(index), batch_size)):
+            yield _batch(data, split, index[start:start + batch_size], model_config=model_config,
+                         n_negatives=n_negatives, rng=np.random.default_rng([*rng_key, number]),
+                         augment=augment)
 
-    shape = (None, data.n_input, data.frame_size), (None, data.n_output, data.frame_size)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
-        tf.TensorSpec(shape[0], tf.float32), tf.TensorSpec(shape[1], tf.float32)))
+    frames = tf.TensorSpec((None, data.n_input, data.frame_size), tf.float32)
+    targets = tf.TensorSpec((None, data.n_output, data.frame_size), tf.float32)
+    if model_config.has_embedding:
+        inputs = {"context_frames": frames, "candidate_frames": tf.TensorSpec(
+            (None, 1 + n_negatives, data.n_output, data.frame_size), tf.float32)}
+        outputs = {"embeddings": tf.TensorSpec((None,), tf.float32)}
+        if model_config.objective == "both":
+            outputs["frames"] = targets
+        signature = (inputs, outputs)
+    else:
+        signature = (frames, targets)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA if n_workers > 1
@@ -246,8 +388,11 @@ def _dataset(data: ProcessedData, split: str, index: np.ndarray, *, batch_size: 
     return dataset.with_options(options).prefetch(2), n_batches
 
 
-def plot_history(history: list[dict], path: str | os.PathLike) -> None:
-    """Write the loss curve (training and validation MSE per epoch, log scale) as PNG."""
+def plot_history(history: list[dict], path: str | os.PathLike, *, ylabel: str = "loss") -> None:
+    """Write the loss curve (training and validation loss per epoch, log scale) as PNG.
+
+    ``ylabel`` names the loss (``mean squared error`` for the ``mse`` objective).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,7 +407,7 @@ def plot_history(history: list[dict], path: str | os.PathLike) -> None:
     if any(h.get("val_loss") is not None for h in history):
         axis.plot(epochs, [h.get("val_loss") for h in history], label="validation loss")
     axis.set_xlabel("epoch")
-    axis.set_ylabel("mean squared error")
+    axis.set_ylabel(ylabel)
     axis.set_yscale("log")
     axis.grid(True, alpha=0.3)
     axis.legend()
@@ -334,6 +479,8 @@ def train_model(
     output = Path(output_folder)
     data = ProcessedData(data_folder)
     model_config = _model_config_for(data, model_config)
+    if config.augment and data.representation != "logmel":
+        raise ConfigError(f"--augment works on logmel data, not {data.representation}")
     train_index, val_index = _train_windows(data, config)
     if config.strategy != "multi-worker":  # the only worker is the chief: refuse before loading TensorFlow
         _check_output(output, config)
@@ -348,7 +495,8 @@ def train_model(
         train_index=train_index, n_workers=n_workers)
     facts = {"data": str(data.folder.resolve()), "representation": data.representation,
              "hop": data.hop, "train_windows": int(len(train_index)),
-             "validation_windows": int(len(val_index)), "train": asdict(config)}
+             "validation_windows": int(len(val_index)), "objective": model_config.objective,
+             "train": asdict(config)}
     result = TrainResult(output=output, parameters=count_parameters(model))
     steps_per_epoch = -(-len(train_index) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -359,19 +507,21 @@ def train_model(
     trained_windows, trained_seconds = 0, 0.0
     for epoch in range(state["epoch"], config.epochs):
         started = time.perf_counter()
-        loss, val_loss, n_windows = _fit_epoch(
+        loss, val_loss, n_windows, parts = _fit_epoch(
             model, data, epoch, train_index=train_index, val_index=val_index, config=config,
-            n_workers=n_workers, callback=Progress(), progress=progress, output=output)
+            model_config=model_config, n_workers=n_workers, callback=Progress(), progress=progress,
+            output=output)
         trained_windows += n_windows
         seconds = time.perf_counter() - started
         trained_seconds += seconds
-        record = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": round(seconds, 3)}
+        record = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": round(seconds, 3), **parts}
         improved = _note_epoch(state, record)
         _commit_epoch(model, model_config, output, checkpoint_folder, state=state, facts=facts,
                       epoch_facts={"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
                                    "parameters": result.parameters},
                       improved=improved, is_chief=is_chief,
-                      monitor="val_loss" if len(val_index) else "loss")
+                      monitor=("val_top1" if model_config.has_embedding else "val_loss") if len(val_index)
+                      else "loss")
         if on_epoch:
             on_epoch(record)
         if config.early_stopping and state["wait"] >= config.patience:
@@ -383,6 +533,7 @@ def train_model(
     result.history = state["history"]
     result.best_epoch = state["best_epoch"]
     result.best_val_loss = state["best_val_loss"]
+    result.best_val_top1 = state.get("best_val_top1")
     result.windows_per_second = trained_windows / trained_seconds if trained_seconds else 0.0
     if is_chief and not (output / CONFIG_FILE).is_file():
         raise ModelError("no epoch finished; nothing was saved", path=output)
@@ -414,16 +565,28 @@ def _start_worker(output: Path, config: TrainConfig) -> tuple[Any, int, bool, Pa
     return strategy, n_workers, is_chief, write_folder, checkpoint_folder
 
 
+def _monitored(record: dict) -> float:
+    """What early stopping minimises: minus the validation top-1 (contrastive objectives),
+    else the validation loss, else the training loss."""
+    if record.get("val_top1") is not None:
+        return -record["val_top1"]
+    return record["val_loss"] if record["val_loss"] is not None else record["loss"]
+
+
 def _note_epoch(state: dict, record: dict) -> bool:
     """Add a finished epoch's record to ``state``; True when it is the best so far.
 
-    The monitored loss is the validation loss, or the training loss without one.
+    The monitored value is ``_monitored``'s; ``best_val_loss`` is the (validation,
+    else training) loss of the best epoch.
     """
     state["history"].append(record)
-    monitored = record["val_loss"] if record["val_loss"] is not None else record["loss"]
-    improved = state["best_val_loss"] is None or monitored < state["best_val_loss"]
+    monitored = _monitored(record)
+    best = state.get("best_monitored", state["best_val_loss"])  # state.json of older runs: the loss
+    improved = best is None or monitored < best
     if improved:
-        state["best_val_loss"], state["best_epoch"], state["wait"] = monitored, record["epoch"], 0
+        state["best_monitored"], state["best_epoch"], state["wait"] = monitored, record["epoch"], 0
+        state["best_val_loss"] = record["val_loss"] if record["val_loss"] is not None else record["loss"]
+        state["best_val_top1"] = record.get("val_top1")
     else:
         state["wait"] += 1
     state["epoch"] = record["epoch"]
@@ -493,7 +656,8 @@ def _build_or_resume(
             # Keras 3.15 builds the optimizer and loss from the first distributed batch with
             # strategy.reduce, which fails under MultiWorkerMirroredStrategy ("PerReplica ...
             # to a Tensor"): build them here from one window instead, then skip that step.
-            inputs, targets = data.gather("train", train_index[:1])
+            inputs, targets = _batch(data, "train", train_index[:1], model_config=model_config,
+                                     n_negatives=config.negatives, rng=np.random.default_rng(config.seed))
             model._symbolic_build(data_batch=(inputs, targets, None))
             model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
     return model, model_config, state
@@ -523,10 +687,30 @@ def _progress_callback(
     return Progress
 
 
+#: What the loss of each objective is (the loss curve's axis).
+LOSS_NAMES = {"mse": "mean squared error", "contrastive": "InfoNCE (contrastive)",
+              "both": "mean squared error + InfoNCE"}
+#: History names of the two losses of the ``both`` objective (Keras' names of its outputs' losses).
+LOSS_PARTS = {"frames_loss": "mse", "embeddings_loss": "contrastive"}
+
+
+def _loss_parts(logs: dict, prefix: str = "") -> dict:
+    """The ``both`` objective's losses by name (``mse``, ``contrastive``), from Keras' logs."""
+    parts = {}
+    for key, name in LOSS_PARTS.items():
+        value = logs.get(key)
+        if isinstance(value, list):
+            value = value[-1] if value else None
+        if value is not None:
+            parts[prefix + name] = float(value)
+    return parts if len(parts) == len(LOSS_PARTS) else {}
+
+
 def _fit_epoch(
     model: Any, data: ProcessedData, epoch: int, *, train_index: np.ndarray, val_index: np.ndarray,
-    config: TrainConfig, n_workers: int, callback: Any, progress: dict, output: Path,
-) -> tuple[float, float | None, int]:
+    config: TrainConfig, model_config: ModelConfig, n_workers: int, callback: Any, progress: dict,
+    output: Path,
+) -> tuple[float, float | None, int, dict]:
     """Train one epoch in its window order, then score the validation windows.
 
     Returns
@@ -536,6 +720,10 @@ def _fit_epoch(
         None without validation windows.
     n_windows : int
         Training windows of the epoch.
+    parts : dict
+        For the ``both`` objective, each loss on its own: ``mse``, ``contrastive``,
+        ``val_mse``, ``val_contrastive``; for both contrastive objectives ``val_top1``
+        (``_validation_top1``).
 
     Raises
     ------
@@ -543,22 +731,40 @@ def _fit_epoch(
         A loss became NaN or infinite.
     """
     order = train_index[_epoch_order(len(train_index), seed=config.seed, epoch=epoch)]
-    train_ds, n_steps = _dataset(data, "train", order, batch_size=config.batch_size, n_workers=n_workers)
+    train_ds, n_steps = _dataset(data, "train", order, batch_size=config.batch_size, n_workers=n_workers,
+                                 model_config=model_config, n_negatives=config.negatives,
+                                 rng_key=(config.seed, epoch), augment=config.augment)
     fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False,
                     callbacks=[callback])
     loss = float(fit.history["loss"][-1]) if fit.history.get("loss") else float("nan")
+    parts = _loss_parts(fit.history)
     if progress["nan"] is not None or not math.isfinite(loss):
         raise ModelError(f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} "
                          f"(try a lower --learning-rate than {config.learning_rate})", path=output)
     val_loss = None
     if len(val_index):
         val_ds, _ = _dataset(data, "validation", val_index, n_workers=n_workers,
-                             batch_size=config.batch_size if n_workers > 1 else max(config.batch_size, 64))
-        val_loss = float(model.evaluate(val_ds, verbose=0))
+                             batch_size=config.batch_size if n_workers > 1 else max(config.batch_size, 64),
+                             model_config=model_config, n_negatives=config.negatives,
+                             rng_key=(config.seed, VALIDATION_RNG_KEY))
+        logs = model.evaluate(val_ds, verbose=0, return_dict=True)
+        val_loss = float(logs["loss"])
+        parts.update(_loss_parts(logs, "val_"))
+        if model_config.has_embedding:
+            parts["val_top1"] = _validation_top1(model, val_ds)
         if not math.isfinite(val_loss):
             raise ModelError(f"training diverged: the validation loss is {val_loss} in epoch "
                              f"{epoch + 1}", path=output)
-    return loss, val_loss, len(order)
+    return loss, val_loss, len(order), parts
+
+
+def _validation_top1(model: Any, dataset: Any) -> float:
+    """Share of validation windows whose true continuation scores highest among their own candidates."""
+    from harmonizer_cli.core.research.ranking import truth_ranks
+
+    embeddings = np.asarray(model.predict(dataset, verbose=0)["embeddings"], dtype=np.float64)
+    scores = np.einsum("bd,bkd->bk", embeddings[:, 0], embeddings[:, 1:])
+    return float(truth_ranks(scores)[0].mean())
 
 
 def _commit_epoch(
@@ -589,4 +795,4 @@ def _commit_epoch(
                 "history": state["history"], "best_epoch": state["best_epoch"],
                 "best_val_loss": state["best_val_loss"],
                 "monitor": monitor, **facts})
-            plot_history(state["history"], output / PLOT_FILE)
+            plot_history(state["history"], output / PLOT_FILE, ylabel=LOSS_NAMES[model_config.objective])
