@@ -154,6 +154,14 @@ class TargetCost:
             return self.matrix[k, m]
         return self._costs.relative(k, m)
 
+    def grid(self, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -> np.ndarray:
+        """Target costs of every leave time against every continue time [shape=(len(leave), len(continue))]."""
+        k = np.clip(np.round(np.asarray(leave_seconds) / self.frame_seconds).astype(np.int64), 0, self.n)
+        m = np.clip(np.round(np.asarray(continue_seconds) / self.frame_seconds).astype(np.int64), 0, self.n)
+        if self.matrix is not None:
+            return self.matrix[np.ix_(k, m)]
+        return self._costs.grid(k, m)
+
 
 class _JumpCosts:
     """The target cost of any jump of a long song, computed when asked (no matrix).
@@ -209,6 +217,19 @@ class _JumpCosts:
                 out[start:start + _BATCH] = (self.p_sq[kk] + self.c_sq[mm]
                                              - 2.0 * np.einsum("kjf,kjf->k", p, c)) / self.norm
         return out
+
+    def grid(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """``relative`` of every ``k`` against every ``m`` [shape=(k.size, m.size)]."""
+        if self.scorer is not None:
+            cost = -SCORE_SCALE * (self.queries[k] @ self.keys.T)
+        else:
+            if getattr(self, "_flat_continuations", None) is None:  # (once: 2560 numbers a position)
+                n = self.predicted.shape[0]
+                steps = np.arange(self.n_out)
+                self._flat_continuations = self.padded[self.n_in + np.arange(n)[:, None] + steps].reshape(n, -1)
+            products = self.predicted[k].reshape(k.size, -1) @ self._flat_continuations.T
+            cost = (self.p_sq[k][:, None] + self.c_sq[None, :] - 2.0 * products.astype(np.float64)) / self.norm
+        return cost[:, m] - self.natural[k][:, None]
 
     def relative(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
         """``absolute`` minus the natural continuation's, for index arrays of any (broadcast) shape."""
