@@ -226,9 +226,10 @@ class _JumpCosts:
             if getattr(self, "_flat_continuations", None) is None:  # (once: 2560 numbers a position)
                 n = self.predicted.shape[0]
                 steps = np.arange(self.n_out)
-                self._flat_continuations = self.padded[self.n_in + np.arange(n)[:, None] + steps].reshape(n, -1)
-            products = self.predicted[k].reshape(k.size, -1) @ self._flat_continuations.T
-            cost = (self.p_sq[k][:, None] + self.c_sq[None, :] - 2.0 * products.astype(np.float64)) / self.norm
+                self._flat_continuations = self.padded[self.n_in + np.arange(n)[:, None] + steps].reshape(
+                    n, -1).astype(np.float64)
+            products = self.predicted[k].reshape(k.size, -1).astype(np.float64) @ self._flat_continuations.T
+            cost = (self.p_sq[k][:, None] + self.c_sq[None, :] - 2.0 * products) / self.norm
         return cost[:, m] - self.natural[k][:, None]
 
     def relative(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
