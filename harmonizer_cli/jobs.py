@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Optional
 
 from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES, OUTPUT_FORMATS
-from harmonizer_cli.core.media import VIDEO_OUTPUT_FORMATS
+from harmonizer_cli.core.video import VIDEO_OUTPUT_FORMATS
 from harmonizer_cli.errors import AudioError, BatchError, ConfigError, HarmonizerError, Interrupted, OutputError
 
 __all__ = ["Engine", "OutputFormat", "ExtendJob", "ExtendRecord", "parse_duration", "target_seconds_from",
@@ -256,7 +256,8 @@ def _check_video_options(*, target_seconds: float, output: Optional[Path], forma
         raise ConfigError(f"--keep-original-audio must be a level in dB (such as -12), got {keep_original_audio_db}")
     if video is None:
         return
-    from harmonizer_cli.core.media import check_can_mux, probe_media
+    from harmonizer_cli.core.media import probe_media
+    from harmonizer_cli.core.video import check_can_mux
 
     info = probe_media(video)
     if keep_original_audio_db is not None and not info.has_audio:
@@ -412,13 +413,15 @@ def _extend_and_write(job: ExtendJob, audio, *, started: float, load_seconds: fl
 
             music = FadedOut(music, result.sample_rate, job.fade_out_seconds)
     if job.keep_original_audio_db is not None and job.video is not None:
-        from harmonizer_cli.core.media import mix_under, read_clip_audio
+        from harmonizer_cli.core.media import read_clip_audio
+        from harmonizer_cli.core.video import mix_under
 
         clip_sound = read_clip_audio(job.video, sample_rate=result.sample_rate, n_channels=music.shape[1],
                                      n_samples=music.shape[0])
         music = mix_under(music, clip_sound, level_db=job.keep_original_audio_db)
     if video_format is not None:
-        from harmonizer_cli.core.media import encoded_sample_rate, mux_soundtrack
+        from harmonizer_cli.core.media import encoded_sample_rate
+        from harmonizer_cli.core.video import mux_soundtrack
 
         mux_soundtrack(job.video, Audio(music, result.sample_rate), job.output,  # type: ignore[arg-type]
                        format=video_format, overwrite=job.force, inputs=(job.input,))

@@ -106,3 +106,17 @@ def test_frame_levels_cover_the_song_and_follow_its_spectrum():
     # the same power, but K-weighting counts 4 kHz about 4.2 dB louder than 200 Hz
     ratio = np.median(levels.k_power[int(7 * rate):int(11 * rate)]) / np.median(levels.k_power[int(1 * rate):int(5 * rate)])
     assert 2.4 < ratio < 2.9
+
+
+@pytest.mark.parametrize("bpm, odd_allowed", [(200.0, False), (120.0, True)])
+def test_fast_beats_jump_by_even_numbers_only(bpm: float, odd_allowed: bool) -> None:
+    """Above 150 BPM the counted beat may be the felt beat's half (2:1): an odd jump would
+    put the music half a felt beat off, so no candidate jumps by an odd number of beats."""
+    from harmonizer_cli.core.extend.candidates import jump_candidates
+
+    analysis = analyze_song(make_song(40.0, bpm=bpm))
+    assert analysis.fallback is None and abs(analysis.tempo_bpm - bpm) < 0.05 * bpm
+    candidates = jump_candidates(analysis, min_lag_beats=4)
+    lags = candidates.b - candidates.a
+    assert lags.size > 0
+    assert bool(np.any(lags % 2 == 1)) is odd_allowed

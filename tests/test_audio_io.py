@@ -163,6 +163,45 @@ def test_clips_for_integer_formats(tmp_path: Path) -> None:
     assert audio.samples.max() <= 1.0 and audio.samples.max() > 0.99
 
 
+def _loud_tone(seconds: float = 2.0, rate: int = 44100) -> np.ndarray:
+    """A 440 Hz tone at 0.8 with 50 ms at 1.12 (an over of +1 dB, as decoded loud mp3s have)."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.8 * np.sin(2 * np.pi * 440.0 * t)
+    tone[int(1.0 * rate):int(1.05 * rate)] *= 1.4
+    return np.stack([tone, 0.5 * tone], axis=1).astype(np.float32)
+
+
+def _energy_above(samples: np.ndarray, rate: int, hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(samples[:, 0].astype(np.float64))) ** 2
+    return float(spectrum[np.fft.rfftfreq(samples.shape[0], 1.0 / rate) > hz].sum())
+
+
+def test_overs_are_limited_smoothly_not_clipped(tmp_path: Path) -> None:
+    rate = 44100
+    loud = _loud_tone(rate=rate)
+    written = load_audio(save_audio(tmp_path / "loud.wav", loud, rate)).samples
+    assert np.abs(written).max() <= 1.0
+    # a hard clip of the same over splatters energy far above the tone; the limiter does not
+    clipped = np.clip(loud, -1.0, 1.0)
+    assert _energy_above(written, rate, 5000.0) < 0.01 * _energy_above(clipped, rate, 5000.0)
+    far = np.ones(loud.shape[0], dtype=bool)
+    far[int(0.985 * rate):int(1.065 * rate)] = False
+    assert np.abs(written[far] - loud[far]).max() < 1e-4  # 16-bit rounding only
+    # float WAV keeps the overs as they are
+    kept = load_audio(save_audio(tmp_path / "loud-float.wav", loud, rate, subtype="float")).samples
+    assert np.array_equal(kept, loud)
+
+
+@pytest.mark.parametrize("block", [7, 1000, 61440])
+def test_limiter_does_not_depend_on_the_block_size(block: int) -> None:
+    loud = _loud_tone(rate=8000)
+    whole = np.concatenate(list(audio_io.limited([loud], sample_rate=8000)))
+    blocks = (loud[i:i + block] for i in range(0, loud.shape[0], block))
+    assert np.array_equal(np.concatenate(list(audio_io.limited(blocks, sample_rate=8000))), whole)
+    quiet = 0.5 * loud
+    assert np.array_equal(np.concatenate(list(audio_io.limited([quiet], sample_rate=8000))), quiet)
+
+
 def _bad_inputs(tmp_path: Path, tone_wav: Path) -> dict[str, tuple[Path, str]]:
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")

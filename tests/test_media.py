@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 av = pytest.importorskip("av")
 
 from harmonizer_cli.cli import app  # noqa: E402
-from harmonizer_cli.core import media  # noqa: E402
+from harmonizer_cli.core import media, video  # noqa: E402
 from harmonizer_cli.core.audio_io import Audio, load_audio, resample, save_audio  # noqa: E402
-from harmonizer_cli.core.media import fade_out, mix_under, mux_soundtrack, probe_media  # noqa: E402
+from harmonizer_cli.core.media import fade_out, probe_media  # noqa: E402
+from harmonizer_cli.core.video import mix_under, mux_soundtrack  # noqa: E402
 from harmonizer_cli.errors import AudioError, ConfigError, OutputError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -345,7 +346,7 @@ def test_writes_m4a_and_opus(tmp_path, suffix, sample_rate, written_rate, codec)
 
 def test_writing_m4a_leaves_nothing_on_failure(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_mux = media._mux
+    real_mux = media.mux_packet
 
     def full_disk(container, packet):
         calls["n"] += 1
@@ -353,7 +354,7 @@ def test_writing_m4a_leaves_nothing_on_failure(tmp_path, monkeypatch):
             raise av.error.OSError(errno.ENOSPC, "No space left on device")
         real_mux(container, packet)
 
-    monkeypatch.setattr(media, "_mux", full_disk)
+    monkeypatch.setattr(media, "mux_packet", full_disk)
     with pytest.raises(OutputError, match=r"cannot write m4a \(No space left on device\)"):
         save_audio(tmp_path / "out.m4a", make_tone(5.0), 44100)
     assert list(tmp_path.iterdir()) == []
@@ -422,7 +423,7 @@ def test_mux_refuses_a_codec_the_container_cannot_hold(tmp_path):
 def test_mux_failure_leaves_nothing(tmp_path, monkeypatch, failure):
     clip = make_clip(tmp_path / "clip.mp4", 4.0)
     calls = {"n": 0}
-    real_mux = media._mux
+    real_mux = video.mux_packet
 
     def failing(container, packet):
         calls["n"] += 1
@@ -432,7 +433,7 @@ def test_mux_failure_leaves_nothing(tmp_path, monkeypatch, failure):
             raise av.error.OSError(errno.ENOSPC, "No space left on device")
         real_mux(container, packet)
 
-    monkeypatch.setattr(media, "_mux", failing)
+    monkeypatch.setattr(video, "mux_packet", failing)
     expected = KeyboardInterrupt if failure == "interrupt" else OutputError
     with pytest.raises(expected):
         mux_soundtrack(clip, Audio(tone(4.0, 330.0), 48000), tmp_path / "out.mp4")

@@ -631,6 +631,64 @@ def _blocks_of(samples, block_frames: int = _BLOCK_FRAMES):
                                             for start in range(0, array.shape[0], block_frames))
 
 
+#: Reach of the peak limiter (s): a gain dip starts this long before an over and ends
+#: this long after it (four 2.5 ms stages: a moving minimum over +-2 stages, then two
+#: moving means over +-1), smooth enough to splatter nothing above the codec's band.
+LIMITER_STAGE_SECONDS = 0.0025
+
+
+def _limiter_gain(samples: np.ndarray, stage: int) -> np.ndarray:
+    """The limiter's gain for ``samples`` [shape=(n, channels)]: at most ``1 / |x|`` at
+    every sample over full scale, 1 far from any, changing smoothly (never a step)."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    peak = np.max(np.abs(samples), axis=1).astype(np.float64)
+    gain = 1.0 / np.maximum(peak, 1.0)
+    gain = minimum_filter1d(gain, size=4 * stage + 1, mode="nearest")
+    for _ in range(2):
+        gain = uniform_filter1d(gain, size=2 * stage + 1, mode="nearest")
+    return np.minimum(gain, 1.0 / np.maximum(peak, 1.0))  # rounding: never over full scale
+
+
+def limited(blocks, *, sample_rate: int):
+    """``blocks`` with every over full scale brought down by a smooth gain dip.
+
+    Decoded mp3s of loud masters overshoot full scale (up to +1 dB here) and an
+    extension is made of their samples: clipping them in an integer or lossy file
+    would put a burst of distortion above the codec's band at every over. The gain
+    is 1 wherever the audio is within [-1, 1] and no over is within 10 ms (those
+    samples pass bit for bit); a block at a time, with 10 ms of look-ahead and history
+    kept between blocks, so the result does not depend on the block size.
+    """
+    stage = max(1, int(round(LIMITER_STAGE_SECONDS * sample_rate)))
+    reach = 4 * stage
+    history = None  # the last ``reach`` frames passed on (context on the left)
+    pending = None  # frames not yet passed on (the look-ahead)
+
+    def emit(frames: np.ndarray, right: np.ndarray | None) -> np.ndarray:
+        context = frames if history is None else np.concatenate([history, frames])
+        whole = np.concatenate([context, right]) if right is not None else context
+        if float(np.max(np.abs(whole), initial=0.0)) <= 1.0:
+            return frames
+        left = context.shape[0] - frames.shape[0]
+        gain = _limiter_gain(whole, stage)[left:left + frames.shape[0]]
+        return (frames * gain[:, None]).astype(np.float32)
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        pending = block if pending is None else np.concatenate([pending, block])
+        if pending.shape[0] <= reach:
+            continue
+        ready, pending = pending[:-reach], pending[-reach:]
+        out = emit(ready, pending)
+        history = (ready if history is None else np.concatenate([history, ready]))[-reach:]
+        yield out
+    if pending is not None and pending.shape[0]:
+        yield emit(pending, None)
+
+
 #: WAV data over this many bytes is written as RF64 (plain WAV holds at most 4 GiB).
 WAV_LIMIT_BYTES = (1 << 32) - (1 << 20)
 _SUBTYPE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
@@ -656,8 +714,8 @@ def save_audio(
     samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)], or a stream
         Float samples, or an object with ``n_samples``, ``n_channels`` and
         ``blocks(block_frames)`` (an extension's output, rendered as it is written:
-        an output of hours is never whole in memory). Values outside [-1, 1] are
-        clipped for integer formats.
+        an output of hours is never whole in memory). Overs of full scale are brought
+        down by a smooth gain dip (``limited``) for every format but float WAV.
     sample_rate : int
         Samples per second.
     format : {"wav", "flac", "ogg", "mp3", "m4a", "opus"}, optional
@@ -696,6 +754,8 @@ def save_audio(
         raise OutputError("refusing to write an empty file (no samples)", path=path)
     if on_progress is not None:
         blocks = _reporting(blocks, n_frames, on_progress)
+    if subtype not in ("FLOAT", "DOUBLE"):
+        blocks = limited(blocks, sample_rate=int(sample_rate))  # integer and lossy files hold [-1, 1]
     if name in _PYAV_OUTPUTS:
         from harmonizer_cli.core.media import write_audio_file
 

@@ -3,15 +3,15 @@
 ``read_audio_track`` decodes the audio of mp4/m4a/aac/alac, webm/mkv (Opus, Vorbis), mov
 and the audio track of any video file, at the file's own sample rate and channels, so
 no system ffmpeg is needed. ``write_audio_file`` encodes m4a (AAC) and opus (Opus in
-Ogg). ``probe_media`` tells a clip's exact duration and streams, and ``mux_soundtrack``
-writes a clip with new music as its audio: the video stream is copied packet for packet
-(never re-encoded), the music is encoded in the audio codec the container plays
-everywhere (AAC in mp4/mov, Opus in mkv/webm). ``fade_out`` and ``mix_under`` are the
-soundtrack's small helpers.
+Ogg). ``probe_media`` tells a clip's exact duration and streams; ``fade_out`` and
+``FadedOut`` fade music out (an array, or a stream block by block). Writing a clip with
+new music is ``core.video``'s; it shares the encoder and muxing steps here
+(``add_audio_stream``, ``encode_audio``, ``output_container``, ``mux_packet``,
+``write_failure``: public within the package, not in ``__all__``).
 
-PyAV is imported inside the functions that need it, never at module level: the CLI
-imports this module at start-up and ``harmonizer --help`` must stay fast. Writers get
-a temporary path (``audio_io.atomic_output``), so the FFmpeg muxer is always named
+PyAV is imported inside the functions that need it (``pyav()``), never at module level:
+the CLI imports this module at start-up and ``harmonizer --help`` must stay fast. Writers
+get a temporary path (``audio_io.atomic_output``), so the FFmpeg muxer is always named
 explicitly rather than guessed from the ``.part`` file name.
 """
 
@@ -24,39 +24,24 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from harmonizer_cli.errors import AudioError, ConfigError, OutputError
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from harmonizer_cli.core.audio_io import Audio
-
 __all__ = [
     "MediaInfo",
     "NoAudioStreamError",
     "UndecodableError",
-    "VIDEO_OUTPUT_FORMATS",
     "AUDIO_OUTPUT_CODECS",
     "probe_media",
     "read_audio_track",
     "read_clip_audio",
     "write_audio_file",
     "encoded_sample_rate",
-    "check_can_mux",
-    "mux_soundtrack",
     "fade_out",
-    "mix_under",
 ]
-
-#: Video outputs: format name (the extension) -> (FFmpeg muxer, audio encoder).
-VIDEO_OUTPUT_FORMATS = {
-    "mp4": ("mp4", "aac"),
-    "mov": ("mov", "aac"),
-    "mkv": ("matroska", "libopus"),
-    "webm": ("webm", "libopus"),
-}
 
 #: Audio outputs written through PyAV: format name -> (FFmpeg muxer, audio encoder).
 AUDIO_OUTPUT_CODECS = {
@@ -131,7 +116,8 @@ class MediaInfo:
     channels: Optional[int]
 
 
-def _av():
+def pyav():
+    """The ``av`` module, imported on first use."""
     import av  # noqa: PLC0415 - kept out of start-up (harmonizer --help)
 
     return av
@@ -143,8 +129,9 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _open_input(path: Path) -> Iterator[object]:
-    av = _av()
+def open_input(path: Path) -> Iterator[object]:
+    """The container at ``path`` opened for reading, closed after; ``UndecodableError`` if it cannot be."""
+    av = pyav()
     try:
         container = av.open(str(path), "r", metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -157,9 +144,9 @@ def _open_input(path: Path) -> Iterator[object]:
         container.close()
 
 
-def _video_stream(container: object) -> object | None:
+def video_stream(container: object) -> object | None:
     """The first real video stream (cover art, an attached picture, is not one)."""
-    av = _av()
+    av = pyav()
     for stream in container.streams.video:  # type: ignore[attr-defined]
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return stream
@@ -182,7 +169,7 @@ def _seconds(value: Optional[int], time_base: Optional[Fraction]) -> Optional[fl
 
 def _scan_stream_span(path: Path, stream_index: int) -> Optional[tuple[float, float]]:
     """(start, end) in seconds of one stream's packets, demuxed without decoding."""
-    with _open_input(path) as container:
+    with open_input(path) as container:
         stream = container.streams[stream_index]  # type: ignore[attr-defined]
         start = end = None
         last_has_duration = True
@@ -194,7 +181,7 @@ def _scan_stream_span(path: Path, stream_index: int) -> Optional[tuple[float, fl
                 start = packet.pts if start is None else min(start, packet.pts)
                 if end is None or packet_end >= end:
                     end, last_has_duration = packet_end, bool(packet.duration)
-        except _av().FFmpegError:
+        except pyav().FFmpegError:
             pass  # a truncated file: the packets read so far
         if start is None:
             return None
@@ -227,8 +214,8 @@ def probe_media(path: str | os.PathLike) -> MediaInfo:
 @lru_cache(maxsize=8)
 def _probe(path: Path, mtime_ns: int, size: int) -> MediaInfo:
     """``probe_media`` for one version of a file (a clip is probed once per command, not once per song)."""
-    with _open_input(path) as container:
-        video = _video_stream(container)
+    with open_input(path) as container:
+        video = video_stream(container)
         audio = container.streams.audio[0] if container.streams.audio else None  # type: ignore[attr-defined]
         for stream in (video, audio):
             if stream is not None:
@@ -262,7 +249,7 @@ def _probe(path: Path, mtime_ns: int, size: int) -> MediaInfo:
 
 def _layout_name(n_channels: int) -> str:
     """FFmpeg's default layout for a channel count (``"stereo"``, ``"5.1"``, ...)."""
-    return _av().AudioLayout(f"{int(n_channels)}c").name
+    return pyav().AudioLayout(f"{int(n_channels)}c").name
 
 
 def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Optional[int] = None,
@@ -273,8 +260,8 @@ def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Opti
     given. Returns the samples, their rate and when they start (seconds, in the
     container's time).
     """
-    av = _av()
-    with _open_input(path) as container:
+    av = pyav()
+    with open_input(path) as container:
         if not container.streams.audio:  # type: ignore[attr-defined]
             raise NoAudioStreamError("has no audio stream", path=path)
         stream = container.streams.audio[0]  # type: ignore[attr-defined]
@@ -400,24 +387,8 @@ def encoded_sample_rate(codec: str, sample_rate: int) -> int:
     return int(sample_rate) if rates is None or int(sample_rate) in rates else _FALLBACK_RATE
 
 
-def _fit_rate(samples: np.ndarray, sample_rate: int, codec: str, n_samples: Optional[int] = None
-              ) -> tuple[np.ndarray, int]:
-    """Resample for ``codec`` if it needs another rate; cut or pad to ``n_samples`` at the new rate."""
-    from harmonizer_cli.core.audio_io import resample
-
-    rate = encoded_sample_rate(codec, sample_rate)
-    if n_samples is None:
-        n_samples = int(round(samples.shape[0] * rate / sample_rate))
-    if rate != sample_rate:
-        samples = resample(samples, from_rate=sample_rate, to_rate=rate)
-    if samples.shape[0] > n_samples:
-        samples = samples[:n_samples]
-    elif samples.shape[0] < n_samples:
-        samples = np.concatenate([samples, np.zeros((n_samples - samples.shape[0], samples.shape[1]), np.float32)])
-    return np.ascontiguousarray(samples, dtype=np.float32), rate
-
-
-def _add_audio_stream(container: object, codec: str, *, sample_rate: int, n_channels: int) -> object:
+def add_audio_stream(container: object, codec: str, *, sample_rate: int, n_channels: int) -> object:
+    """A new ``codec`` stream in ``container``: its layout, sample format, bit rate and time base set."""
     if n_channels > _MAX_CHANNELS:
         raise OutputError(f"{n_channels} channels cannot be encoded (at most {_MAX_CHANNELS})")
     stream = container.add_stream(codec, rate=sample_rate)  # type: ignore[attr-defined]
@@ -436,7 +407,7 @@ def _array_blocks(samples):
     return (array[at:at + _BLOCK_FRAMES] for at in range(0, array.shape[0], _BLOCK_FRAMES))
 
 
-def _encode(stream: object, codec: str, samples, sample_rate: int, *,
+def encode_audio(stream: object, codec: str, samples, sample_rate: int, *,
             start_pts: int = 0) -> Iterator[object]:
     """Encoded packets of ``samples`` (an array, or its blocks in order), then the encoder's last ones.
 
@@ -444,7 +415,7 @@ def _encode(stream: object, codec: str, samples, sample_rate: int, *,
     priming comes before it (negative times), which the muxers record (mp4's edit
     list, Ogg's pre-skip, Matroska's codec delay) so that players and decoders skip it.
     """
-    av = _av()
+    av = pyav()
     fmt = _ENCODER_FORMATS[codec]
     layout = stream.layout.name  # type: ignore[attr-defined]
     planar = fmt.endswith("p")
@@ -465,11 +436,11 @@ def _encode(stream: object, codec: str, samples, sample_rate: int, *,
 
 
 @contextlib.contextmanager
-def _output_container(tmp: str | os.PathLike, muxer: str) -> Iterator[object]:
+def output_container(tmp: str | os.PathLike, muxer: str) -> Iterator[object]:
     """An output container with its muxer named (the temporary file's name tells FFmpeg
     nothing); closed, trailer written, on success. On failure it is closed quietly, so the
     first error (a full disk, Ctrl-C) is the one that propagates, never the trailer's."""
-    container = _av().open(str(tmp), "w", format=muxer)
+    container = pyav().open(str(tmp), "w", format=muxer)
     try:
         yield container
     except BaseException:
@@ -479,45 +450,14 @@ def _output_container(tmp: str | os.PathLike, muxer: str) -> Iterator[object]:
     container.close()
 
 
-def _timed_packets(packets: Iterator[object]) -> Iterator[object]:
-    """The demuxed video packets, each with a decoding time, in order; the flush packet left out.
-
-    Matroska stores presentation times only: with B-frames FFmpeg cannot tell the first
-    packets' decoding times (None), and they are the keyframe and its first references,
-    so they are kept, not skipped: they get the times just before the first known one,
-    one packet duration apart, as the encoder gave them (a decoding time never changes
-    the picture). A packet with neither time (the demuxer's last, empty one) is dropped.
-    """
-    waiting: list[object] = []
-    previous = None
-    for packet in packets:
-        if packet.dts is None and packet.pts is None:
-            continue
-        if packet.dts is None:
-            if previous is None:
-                waiting.append(packet)
-                continue
-            step = packet.duration or 1
-            packet.dts = max(previous + 1, min(previous + step, packet.pts))
-        if waiting:
-            step = packet.duration or waiting[-1].duration or 1
-            for index, early in enumerate(waiting):
-                early.dts = min(packet.dts - step * (len(waiting) - index), early.pts)
-                yield early
-            waiting = []
-        previous = packet.dts
-        yield packet
-    for early in waiting:  # no packet with a decoding time at all: presentation order it is
-        early.dts = early.pts
-        yield early
-
-
-def _mux(container: object, packet: object) -> None:
-    """Write one packet (one place, so tests can inject a full disk here)."""
+def mux_packet(container: object, packet: object) -> None:
+    """Write one packet (one place, so tests can inject a full disk: ``media.mux_packet`` for
+    audio files, ``video.mux_packet`` for a soundtrack, where each is called)."""
     container.mux(packet)  # type: ignore[attr-defined]
 
 
-def _write_failure(exc: BaseException, name: str, path: Path) -> OutputError:
+def write_failure(exc: BaseException, name: str, path: Path) -> OutputError:
+    """The ``OutputError`` for a failed write of ``name`` (a full disk named as such)."""
     reason = _reason(exc)
     with contextlib.suppress(OSError):
         if shutil.disk_usage(path.parent if str(path.parent) else ".").free < _LOW_DISK_BYTES:
@@ -585,7 +525,7 @@ def write_audio_file(tmp: str | os.PathLike, samples, sample_rate: int, *, forma
     OutputError
         The file cannot be written (disk full, too many channels).
     """
-    av = _av()
+    av = pyav()
     muxer, codec = AUDIO_OUTPUT_CODECS[format]
     named = Path(path if path is not None else tmp)
     if isinstance(samples, np.ndarray):
@@ -594,139 +534,15 @@ def write_audio_file(tmp: str | os.PathLike, samples, sample_rate: int, *, forma
     rate = encoded_sample_rate(codec, int(sample_rate))
     blocks = _blocks_at_rate(samples, int(n_frames), int(n_channels), int(sample_rate), rate)
     try:
-        with _output_container(tmp, muxer) as container:
-            stream = _add_audio_stream(container, codec, sample_rate=rate, n_channels=int(n_channels))
-            for packet in _encode(stream, codec, blocks, rate):
-                _mux(container, packet)
+        with output_container(tmp, muxer) as container:
+            stream = add_audio_stream(container, codec, sample_rate=rate, n_channels=int(n_channels))
+            for packet in encode_audio(stream, codec, blocks, rate):
+                mux_packet(container, packet)
     except OutputError as exc:
         raise OutputError(exc.message, path=named) from exc
     except (av.FFmpegError, OSError) as exc:
-        raise _write_failure(exc, format, named) from exc
+        raise write_failure(exc, format, named) from exc
     return rate
-
-
-def _output_format(path: Path, format: Optional[str]) -> str:
-    name = (format or path.suffix.lstrip(".")).lower()
-    if name not in VIDEO_OUTPUT_FORMATS:
-        raise ConfigError(f"not a video output format: {name!r} (choose from {', '.join(VIDEO_OUTPUT_FORMATS)})",
-                          path=path)
-    return name
-
-
-def check_can_mux(info: MediaInfo, format: str, *, path: Optional[str | os.PathLike] = None) -> None:
-    """Refuse, before any work, a clip whose video a ``format`` file cannot hold without re-encoding.
-
-    Raises
-    ------
-    ConfigError
-        For example H.264 video into ``.webm`` (WebM holds VP8, VP9 and AV1 only).
-    """
-    if not info.has_video or info.video_codec is None:
-        return
-    av = _av()
-    muxer, _ = VIDEO_OUTPUT_FORMATS[format]
-    import io
-
-    with av.open(io.BytesIO(), "w", format=muxer) as probe:
-        supported = probe.supported_codecs
-    if info.video_codec not in supported:
-        raise ConfigError(f"a .{format} file cannot hold the clip's {info.video_codec} video without re-encoding it "
-                          "(harmonizer copies the video, never re-encodes it): use .mkv, which holds almost any codec",
-                          path=path if path is not None else info.path)
-
-
-def mux_soundtrack(video_path: str | os.PathLike, music: "Audio", out_path: str | os.PathLike, *,
-                   format: Optional[str] = None, keep_original_audio_db: Optional[float] = None,
-                   overwrite: bool = False, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """Write the clip at ``video_path`` with ``music`` as its only audio.
-
-    The clip's (first) video stream is copied packet for packet: same bytes, same
-    timestamps, never re-encoded. Its other streams (its own audio, subtitles, data)
-    are left out. The music is encoded as AAC (mp4, mov) or Opus at 48 kHz (mkv, webm),
-    starts with the first frame and is cut or padded with silence to the video's exact
-    duration; the encoder's priming is recorded by the container, so the decoded music
-    is as long as the video to within one audio frame (1024 samples for AAC).
-
-    Parameters
-    ----------
-    video_path : path
-        The clip; only read.
-    music : Audio
-        The soundtrack, float32 (n, channels) at its own rate.
-    out_path : path
-        ``.mp4``, ``.mov``, ``.mkv`` or ``.webm`` (or any name with ``format``).
-    format : {"mp4", "mov", "mkv", "webm"}, optional
-    keep_original_audio_db : float, optional
-        Mix the clip's own sound under the music at this level (dB, e.g. -12).
-    overwrite : bool
-    inputs : tuple of paths
-        Files that must never be written to (the song; the clip is added).
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    AudioError
-        The clip cannot be read.
-    ConfigError
-        The container cannot hold the clip's video codec; ``keep_original_audio_db``
-        and a clip without sound.
-    OutputError
-        The output exists, is an input, or cannot be written. Nothing is left behind.
-    """
-    from harmonizer_cli.core.audio_io import atomic_output, check_output_path
-
-    av = _av()
-    video_path, out_path = Path(video_path), Path(out_path)
-    name = _output_format(out_path, format)
-    check_output_path(out_path, overwrite=overwrite, inputs=(*inputs, video_path))
-    info = probe_media(video_path)
-    check_can_mux(info, name, path=out_path)
-    muxer, codec = VIDEO_OUTPUT_FORMATS[name]
-    samples = np.asarray(music.samples, dtype=np.float32)
-    if samples.ndim == 1:
-        samples = samples[:, None]
-    if keep_original_audio_db is not None:
-        clip = read_clip_audio(video_path, sample_rate=music.sample_rate, n_channels=samples.shape[1],
-                               n_samples=samples.shape[0])
-        samples = mix_under(samples, clip, level_db=keep_original_audio_db)
-    rate = encoded_sample_rate(codec, music.sample_rate)
-    n_samples = int(round(info.duration_seconds * rate))
-    samples, rate = _fit_rate(samples, music.sample_rate, codec, n_samples)
-    start_pts = int(round(info.start_seconds * rate))
-    with atomic_output(out_path, overwrite=overwrite) as tmp:
-        try:
-            with _open_input(video_path) as source, _output_container(tmp, muxer) as out:
-                out.metadata.update({k: v for k, v in source.metadata.items() if k != "encoder"})
-                video_in = _video_stream(source)
-                video_out = None
-                if video_in is not None:
-                    video_out = out.add_stream_from_template(video_in, opaque=True)
-                    video_out.metadata.update({k: v for k, v in video_in.metadata.items()
-                                               if k not in ("encoder", "handler_name", "vendor_id")})
-                audio_out = _add_audio_stream(out, codec, sample_rate=rate, n_channels=samples.shape[1])
-                audio_packets = _encode(audio_out, codec, samples, rate, start_pts=start_pts)
-                pending = next(audio_packets, None)
-                if video_in is not None:
-                    for packet in _timed_packets(source.demux(video_in)):
-                        now = packet.dts * packet.time_base
-                        while pending is not None and pending.dts * pending.time_base <= now:
-                            _mux(out, pending)
-                            pending = next(audio_packets, None)
-                        packet.stream = video_out
-                        _mux(out, packet)
-                while pending is not None:
-                    _mux(out, pending)
-                    pending = next(audio_packets, None)
-        except (AudioError, ConfigError):
-            raise
-        except OutputError as exc:
-            raise OutputError(exc.message, path=out_path) from exc
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise _write_failure(exc, name, out_path) from exc
-    return out_path
 
 
 def fade_out(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
@@ -778,22 +594,3 @@ class FadedOut:
                 block[lo - start:] *= ramp[lo - first:stop - first].astype(np.float32)[:, None]
             yield block
             start = stop
-
-
-def mix_under(music: np.ndarray, other: np.ndarray, *, level_db: float) -> np.ndarray:
-    """``music`` plus ``other`` at ``level_db`` (same shape), without new overs.
-
-    Where the sum would peak above both full scale and the music's own peak, the
-    whole mix is turned down by one gain just enough (no limiter, no pumping).
-
-    Returns
-    -------
-    np.ndarray [shape=music.shape, dtype=float32]
-    """
-    music = np.asarray(music, dtype=np.float32)
-    mixed = music + np.float32(10.0 ** (level_db / 20.0)) * np.asarray(other, dtype=np.float32)
-    ceiling = max(1.0, float(np.max(np.abs(music))) if music.size else 1.0)
-    peak = float(np.max(np.abs(mixed))) if mixed.size else 0.0
-    if peak > ceiling:
-        mixed *= np.float32(ceiling / peak)
-    return mixed.astype(np.float32, copy=False)

@@ -126,7 +126,7 @@ def _clip_format(info, requested: Optional[str], clip: Path) -> str:
     codec without re-encoding it (H.264 in a .webm file); a ``format`` asked for that
     cannot is refused (400).
     """
-    from harmonizer_cli.core.media import check_can_mux
+    from harmonizer_cli.core.video import check_can_mux
 
     if requested is not None:
         if requested not in VIDEO_FORMATS:

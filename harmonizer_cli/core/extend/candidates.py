@@ -39,6 +39,10 @@ HALF_BAR_PENALTY = 0.6
 OFF_BAR_PENALTY = 1.5
 #: The same without a pulse (a fixed grid: only a soft preference for whole bars).
 NO_PULSE_OFF_BAR_PENALTY = 0.3
+#: Beats shorter than this (above 150 BPM) are likely a subdivision of the felt beat
+#: (a 2:1 ambiguity): only jumps by an even number of them keep the felt beat's phase
+#: under both readings, so odd ones are not allowed.
+SUBDIVISION_BEAT_SECONDS = 0.4
 #: Landing on a beat that does not start a bar.
 OFF_DOWNBEAT_PENALTY = 0.15
 #: Rhythmic verification: a landing is moved by the rhythm lag up to this share of a
@@ -266,6 +270,8 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     a_idx, b_idx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     lag = b_idx - a_idx
     valid = np.isfinite(cost) & (np.abs(lag) >= min_lag_beats) & (a_idx >= 1)
+    if not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS:
+        valid &= lag % 2 == 0
     # musical position: same place in the bar is free, half-bar costs, other beats more
     phase_penalty = np.where(lag % bar == 0, 0.0,
                              np.where(lag % max(1, bar // 2) == 0, HALF_BAR_PENALTY, OFF_BAR_PENALTY))

@@ -144,6 +144,14 @@ def custom_layers() -> dict:
         def compute_output_shape(self, input_shape: Any) -> Any:
             return (input_shape[0][0], len(input_shape), input_shape[0][1])
 
+    _LAYERS = {"StackMix": StackMix, "FeatureScale": FeatureScale,
+               "SplitFrames": SplitFrames, "StackFrames": StackFrames, "InfoNCE": _info_nce(keras, ops)}
+    return _LAYERS
+
+
+def _info_nce(keras: Any, ops: Any) -> type:
+    """Define the contrastive loss (registered with the layers, by ``custom_layers``)."""
+
     @keras.saving.register_keras_serializable(package="harmonizer")
     class InfoNCE(keras.losses.Loss):
         """Contrastive loss of the embedding output: the true continuation against all others.
@@ -177,9 +185,7 @@ def custom_layers() -> dict:
         def get_config(self) -> dict:
             return {**super().get_config(), "temperature": self.temperature, "in_batch": self.in_batch}
 
-    _LAYERS = {"StackMix": StackMix, "FeatureScale": FeatureScale,
-               "SplitFrames": SplitFrames, "StackFrames": StackFrames, "InfoNCE": InfoNCE}
-    return _LAYERS
+    return InfoNCE
 
 
 _LAYERS: dict | None = None

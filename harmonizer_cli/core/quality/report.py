@@ -190,8 +190,40 @@ def extension_report(
     step()
     out_view = analysis_view(extended)
     rate, out_rate = original.sample_rate, extended.sample_rate
+    duration = _duration_report(original, extended, target_seconds)
+    seam_times, source, matched_share = _seam_times(original, extended, seams)
+    step()
+    seam_report = _seam_report(extended, analysis, seam_times, source, matched_share)
+    step()
+    clicks = click_report(original.samples, extended.samples, sample_rate=rate, cutoff_hz=analysis.cutoff_hz,
+                          reference=analysis.clicks) if out_rate == rate else None
+    groove = groove_report(analysis.view, out_view, sample_rate=MODEL_SAMPLE_RATE, seams=seam_times,
+                           pulse=analysis.pulse)
+    step()
+    dips = {"original_db": analysis.dip_db, "output_db": level_dip_db(extended)}
+    dips["excess_db"] = dips["output_db"] - dips["original_db"]
+    repetition = _repetition_report(original, extended, out_view, analysis)
+    step()
+    ending = _ending_report(original, extended)
+    step()
+    mood = _mood_report(extended, out_view, analysis)
+    step()
+    return {
+        "duration": duration,
+        "seams": seam_report,
+        "clicks": clicks,
+        "groove": groove,
+        "dips": dips,
+        "repetition": repetition,
+        "ending": ending,
+        "mood": mood,
+    }
 
-    duration = {
+
+def _duration_report(original: Audio, extended: Audio, target_seconds: float | None) -> dict:
+    """The report's ``duration``: lengths, the error against the target, rate and channels kept."""
+    rate, out_rate = original.sample_rate, extended.sample_rate
+    return {
         "original_seconds": original.duration_seconds,
         "output_seconds": extended.duration_seconds,
         "target_seconds": None if target_seconds is None else float(target_seconds),
@@ -204,16 +236,22 @@ def extension_report(
         "channels_kept": original.n_channels == extended.n_channels,
     }
 
-    matched_share = None
+
+def _seam_times(
+    original: Audio, extended: Audio, seams: Sequence[float] | None
+) -> tuple[np.ndarray, str, float | None]:
+    """The seam times (given, or detected by alignment), their source and the matched share."""
     if seams is None:
         detection = detect_seams(original, extended)
-        seam_times = detection.times
-        matched_share = detection.matched_share
-        source = "detected"
-    else:
-        seam_times = np.asarray(list(seams), dtype=float)
-        source = "given"
-    step()
+        return detection.times, "detected", detection.matched_share
+    return np.asarray(list(seams), dtype=float), "given", None
+
+
+def _seam_report(
+    extended: Audio, analysis: OriginalAnalysis, seam_times: np.ndarray, source: str, matched_share: float | None
+) -> dict:
+    """The report's ``seams``: crest, novelty and broadband at the seams against the original's beats."""
+    out_rate = extended.sample_rate
     seam_report: dict = {
         "source": source,
         "times": [float(t) for t in seam_times],
@@ -240,23 +278,17 @@ def extension_report(
             "p_value": draw_share_above(at_beats, n_measured, seams_p95),
             "values": [None if not np.isfinite(v) else float(v) for v in at_seams],
         }
-    step()
+    return seam_report
 
-    clicks = click_report(original.samples, extended.samples, sample_rate=rate, cutoff_hz=analysis.cutoff_hz,
-                          reference=analysis.clicks) if out_rate == rate else None
-    groove = groove_report(analysis.view, out_view, sample_rate=MODEL_SAMPLE_RATE, seams=seam_times,
-                           pulse=analysis.pulse)
-    step()
 
-    dips = {"original_db": analysis.dip_db, "output_db": level_dip_db(extended)}
-    dips["excess_db"] = dips["output_db"] - dips["original_db"]
-
+def _repetition_report(original: Audio, extended: Audio, out_view: np.ndarray, analysis: OriginalAnalysis) -> dict:
+    """The report's ``repetition``: how much of the output past the original repeats, beside the original's own."""
     # [n, n] matrices: beyond 10 minutes the hop grows so that n stays <= 6000 (memory)
     frame_seconds = max(REPETITION_FRAME_SECONDS, extended.duration_seconds / MAX_REPETITION_FRAMES)
     features = repetition_features(out_view, frame_seconds=frame_seconds)
     start = int(np.ceil(original.duration_seconds / frame_seconds))
     shares = repetition_shares(features, start_frame=start, frame_seconds=frame_seconds)
-    repetition = {
+    return {
         "past_original": shares["past"],
         "repeating": shares["repeating"],
         "repeating_fraction": shares["repeating_fraction"],
@@ -265,13 +297,15 @@ def extension_report(
         "original_repeating_fraction": analysis.repetition["repeating_fraction"],
         "original_second_half": analysis.repetition["past"],
     }
-    step()
 
+
+def _ending_report(original: Audio, extended: Audio) -> dict:
+    """The report's ``ending``: the end (and start) matched against the original's, and padded silence."""
     end = ending_match(original, extended)
     begin = ending_match(original, extended, at_start=True)
     silence_original = trailing_silence_seconds(original)
     silence_output = trailing_silence_seconds(extended)
-    ending = {
+    return {
         "correlation": end["correlation"],
         "lag_seconds": end["lag_seconds"],
         "correlation_at_zero_lag": end["correlation_at_zero_lag"],
@@ -281,8 +315,10 @@ def extension_report(
         "start_correlation": begin["correlation"],
         "start_lag_seconds": begin["lag_seconds"],
     }
-    step()
 
+
+def _mood_report(extended: Audio, out_view: np.ndarray, analysis: OriginalAnalysis) -> dict:
+    """The report's ``mood``: tempo (octave errors folded), key, loudness and brightness against the original."""
     mood_orig = analysis.mood
     mood_out = mood_descriptors(extended, view=out_view, start_bpm=mood_orig["tempo_bpm"])
     lufs_o, lufs_e = mood_orig["loudness_lufs"], mood_out["loudness_lufs"]
@@ -291,7 +327,7 @@ def extension_report(
     for factor in (2.0, 0.5):  # the tracker locked onto another metrical level
         if abs(tempo_out / max(tempo_orig, 1e-9) / factor - 1.0) < 0.04:
             octave, tempo_out = factor, tempo_out / factor
-    mood = {
+    return {
         "original": mood_orig,
         "output": mood_out,
         "tempo_delta_bpm": tempo_out - tempo_orig,
@@ -300,17 +336,6 @@ def extension_report(
         "loudness_delta_lu": None if lufs_o is None or lufs_e is None else lufs_e - lufs_o,
         "centroid_delta_percent": 100.0 * (mood_out["centroid_hz"] - mood_orig["centroid_hz"])
         / max(mood_orig["centroid_hz"], 1e-9),
-    }
-    step()
-    return {
-        "duration": duration,
-        "seams": seam_report,
-        "clicks": clicks,
-        "groove": groove,
-        "dips": dips,
-        "repetition": repetition,
-        "ending": ending,
-        "mood": mood,
     }
 
 
