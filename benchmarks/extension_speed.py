@@ -3,7 +3,8 @@
 Run by hand (a few minutes; nothing else heavy should run meanwhile):
 
     .venv/bin/python benchmarks/extension_speed.py [--runs 5] [--songs-dir ../shared/music/songs]
-        [--skip-pml] [--skip-batch] [--out benchmarks/results/extension_speed.json]
+        [--skip-pml] [--skip-batch] [--cases default|long|all] [--long-case NAME]
+        [--out benchmarks/results/extension_speed.json]
 
 1. A 3-minute mp3 is made in /tmp/harmonizer-bench (two songs of ../shared/music/songs
    concatenated with soundfile, cut to 180 s; never in the repository).
@@ -18,6 +19,28 @@ Run by hand (a few minutes; nothing else heavy should run meanwhile):
 
 Targets (issue 3, on the 2-core machine): wall time <= 0.5 x PyMusicLooper's, peak RSS
 <= 700 MB, batch >= 100 x real time.
+
+4. ``--cases long`` (or ``all``: both) runs the long cases instead, one at a time, each
+   once as a whole cold command (``--long-case NAME`` picks some):
+
+   ============  ==================================  ==========================
+   case          command                             targets (issue 12)
+   ============  ==================================  ==========================
+   3min-3h       3-minute mp3, ``--hours 3``, flac   wall <= 90 s, RSS <= 700 MB
+   3min-10h      3-minute mp3, ``--hours 10``, flac  wall <= 300 s, RSS <= 700 MB
+   10min-60min   10-minute mp3, ``--minutes 60``     RSS <= 700 MB
+   1h-2h         1-hour mp3, ``--hours 2``           RSS <= 700 MB
+   ============  ==================================  ==========================
+
+   The 10-minute and 1-hour inputs are made once in /tmp/harmonizer-bench by
+   concatenating the 44.1 kHz stereo songs of ../shared/music/songs, looped, in blocks
+   (never in the repository). Each output is checked for its exact length in samples and
+   for its real ending: its last 10 s against the input's last 10 s as ``save_audio``
+   writes them (overs of full scale softened by its limiter; correlation, and the
+   largest difference: 16-bit quantisation is 3e-5). PyMusicLooper runs beside only
+   in 10min-60min (``--skip-pml`` skips it): it renders the whole output in memory (at 3
+   and 10 hours, 3.8 and 12.7 GB of float32 samples), and an hour-long input is beyond
+   what it was made for.
 """
 
 from __future__ import annotations
@@ -68,6 +91,146 @@ def make_three_minutes(songs_dir: Path, destination: Path) -> Path:
     return destination
 
 
+def make_long_input(songs_dir: Path, destination: Path, seconds: float) -> Path:
+    """The 44.1 kHz stereo songs of ``songs_dir`` concatenated (looped) into a ``seconds`` long mp3.
+
+    Written in blocks (an hour of samples is never in memory); reused when present.
+    """
+    import soundfile as sf
+
+    if destination.exists():
+        return destination
+    songs = [p for p in sorted(songs_dir.glob("*.mp3")) if (lambda i: i.samplerate == 44100 and i.channels == 2)(
+        sf.info(str(p)))]
+    if not songs:
+        raise SystemExit(f"error: no 44.1 kHz stereo songs in {songs_dir}")
+    partial = destination.with_suffix(".part.mp3")
+    wanted, written = int(seconds * 44100), 0
+    with sf.SoundFile(str(partial), "w", samplerate=44100, channels=2, format="MP3") as out:
+        while written < wanted:
+            for song in songs:
+                data = sf.read(str(song), dtype="float32", always_2d=True)[0][: wanted - written]
+                for start in range(0, data.shape[0], 1 << 16):
+                    out.write(data[start:start + (1 << 16)])
+                written += data.shape[0]
+                if written >= wanted:
+                    break
+    os.replace(partial, destination)
+    print(f"made {destination} ({seconds / 60:g} minutes of {len(songs)} songs, looped)", file=sys.stderr)
+    return destination
+
+
+def ending_check(source: Path, output: Path, *, seconds: float = 10.0) -> dict:
+    """The output's last ``seconds`` against the source's: correlation and largest difference.
+
+    The source's overs of full scale are brought down as ``save_audio`` writes them (its
+    peak limiter, over the tail and 50 ms before it), so the two agree to 16-bit rounding.
+    """
+    import soundfile as sf
+
+    from harmonizer_cli.core import audio_io
+
+    with sf.SoundFile(str(source)) as handle:  # decoded through, keeping the tail (mp3 seeks are estimates)
+        rate, n = handle.samplerate, int(seconds * handle.samplerate)
+        keep = n + int(0.05 * rate)
+        tail = np.zeros((0, handle.channels), np.float32)
+        while True:
+            block = handle.read(1 << 18, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            tail = np.concatenate([tail, block])[-keep:]
+    limiter = getattr(audio_io, "limited", None)
+    if limiter is not None:
+        tail = np.concatenate(list(limiter([tail], sample_rate=rate)))
+    tail = np.clip(tail[-n:], -1.0, 1.0)
+    with sf.SoundFile(str(output)) as handle:
+        handle.seek(max(0, handle.frames - n))
+        end = handle.read(n, dtype="float32", always_2d=True)
+    if end.shape != tail.shape:
+        return {"correlation": None, "max_difference": None, "ok": False}
+    a, b = tail.astype(np.float64).ravel(), end.astype(np.float64).ravel()
+    correlation = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    difference = float(np.max(np.abs(a - b)))
+    return {"correlation": correlation, "max_difference": difference,
+            "ok": correlation >= 0.9999 and difference <= 1e-4}
+
+
+#: The long cases: name -> (input, input seconds, target option, target value, target seconds, format,
+#: wall-time target in seconds or None, whether PyMusicLooper runs beside).
+LONG_CASES = {
+    "3min-3h": ("three-minutes.mp3", 180.0, "--hours", "3", 3 * 3600.0, "flac", 90.0, False),
+    "3min-10h": ("three-minutes.mp3", 180.0, "--hours", "10", 10 * 3600.0, "flac", 300.0, False),
+    "10min-60min": ("ten-minutes.mp3", 600.0, "--minutes", "60", 3600.0, "wav", None, True),
+    "1h-2h": ("one-hour.mp3", 3600.0, "--hours", "2", 7200.0, "wav", None, False),
+}
+
+
+def run_long_cases(names: list[str], *, songs_dir: Path, harmonizer: Path, skip_pml: bool) -> list[dict]:
+    """Each long case once, one at a time: wall, peak RSS, exact length and the real ending."""
+    import soundfile as sf
+
+    rows = []
+    out_dir = BENCH / "long-out"
+    for name in names:
+        file_name, seconds, option, value, target, fmt, wall_target, with_pml = LONG_CASES[name]
+        if file_name == "three-minutes.mp3":
+            source = make_three_minutes(songs_dir, BENCH / file_name)
+        else:
+            source = make_long_input(songs_dir, BENCH / file_name, seconds)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        output = out_dir / f"out.{fmt}"
+        wall, rss, code = timed_run([str(harmonizer), "--quiet", "extend", str(source), option, value,
+                                     "-o", str(output), "--force"])
+        row = {"case": name, "command": f"extend {source.name} {option} {value} -o out.{fmt}",
+               "wall_seconds": wall, "peak_rss_mb": rss, "exit_code": code}
+        if code == 0:
+            info = sf.info(str(output))
+            row["n_samples"], row["expected_samples"] = info.frames, int(round(target * info.samplerate))
+            row["exact_length"] = info.frames == row["expected_samples"]
+            row["ending"] = ending_check(source, output)
+        row["wall_target_seconds"], row["rss_target_mb"] = wall_target, 700.0
+        if with_pml and not skip_pml:
+            pml_exe, version = ensure_pymusiclooper()
+            pml_dir = out_dir / "pml"
+            pml_dir.mkdir()
+            p_wall, p_rss, p_code = timed_run([str(pml_exe), "extend", "--path", str(source), "--extended-length",
+                                               f"{target:g}", "--output-dir", str(pml_dir), "--format", "wav"])
+            row["pml"] = {"version": version, "wall_seconds": p_wall, "peak_rss_mb": p_rss, "exit_code": p_code}
+        shutil.rmtree(out_dir, ignore_errors=True)
+        rows.append(row)
+        print(_long_line(row), file=sys.stderr, flush=True)
+    print(f"\n{'case':<13}{'wall s':>9}{'target':>9}{'peak RSS MB':>13}{'exact length':>14}{'ending corr':>13}"
+          f"{'ending ok':>11}")
+    for row in rows:
+        ending = row.get("ending") or {}
+        corr = ending.get("correlation")
+        wall_target = row["wall_target_seconds"]
+        verdicts = [] if row["exit_code"] == 0 else [f"exit {row['exit_code']}"]
+        if wall_target is not None and row["wall_seconds"] > wall_target:
+            verdicts.append("wall FAIL")
+        if row["peak_rss_mb"] > row["rss_target_mb"]:
+            verdicts.append("RSS FAIL")
+        if not row.get("exact_length") or not ending.get("ok"):
+            verdicts.append("check FAIL")
+        print(f"{row['case']:<13}{row['wall_seconds']:>9.1f}{'<= %g' % wall_target if wall_target else '-':>9}"
+              f"{row['peak_rss_mb']:>13.0f}{str(row.get('exact_length')):>14}"
+              f"{'%.5f' % corr if corr is not None else '-':>13}{str(ending.get('ok')):>11}"
+              f"  {'pass' if not verdicts else ', '.join(verdicts)} (RSS target <= 700 MB)")
+        if "pml" in row:
+            pml = row["pml"]
+            print(f"{'  pymusiclooper ' + pml['version'].split()[-1]:<22}{pml['wall_seconds']:>9.1f} s"
+                  f"{pml['peak_rss_mb']:>13.0f} MB  exit {pml['exit_code']}")
+    return rows
+
+
+def _long_line(row: dict) -> str:
+    ending = row.get("ending") or {}
+    return (f"{row['case']}: {row['wall_seconds']:.1f} s, {row['peak_rss_mb']:.0f} MB, exit {row['exit_code']}, "
+            f"exact length {row.get('exact_length')}, ending {ending.get('correlation')} "
+            f"(max difference {ending.get('max_difference')})")
+
+
 def ensure_pymusiclooper() -> tuple[Path, str]:
     """The pymusiclooper executable in its own venv (created on first use) and its version."""
     exe = PML_VENV / "bin" / "pymusiclooper"
@@ -102,12 +265,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--songs-dir", type=Path, default=REPO.parent / "shared" / "music" / "songs")
     parser.add_argument("--skip-pml", action="store_true", help="Do not run PyMusicLooper.")
     parser.add_argument("--skip-batch", action="store_true", help="Do not run the folder batch.")
+    parser.add_argument("--cases", choices=("default", "long", "all"), default="default",
+                        help="default: the 5-minute runs and the batch; long: the long cases (minutes each); all: both.")
+    parser.add_argument("--long-case", action="append", choices=sorted(LONG_CASES),
+                        help="Run only this long case (repeatable; default: all of them).")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extension_speed.json")
     args = parser.parse_args(argv)
 
     BENCH.mkdir(parents=True, exist_ok=True)
-    source = make_three_minutes(args.songs_dir, BENCH / "three-minutes.mp3")
     harmonizer = Path(sys.executable).with_name("harmonizer")
+    long_rows = None
+    if args.cases in ("long", "all"):
+        names = args.long_case or list(LONG_CASES)
+        long_rows = run_long_cases(names, songs_dir=args.songs_dir, harmonizer=harmonizer, skip_pml=args.skip_pml)
+        if args.cases == "long":
+            out = args.out.with_name(args.out.stem + "_long.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"long": long_rows}, indent=1))
+            print(f"results: {out}")
+            return 0
+    source = make_three_minutes(args.songs_dir, BENCH / "three-minutes.mp3")
     out_dir = BENCH / "speed-out"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
@@ -167,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
               f"exit {code}")
 
     shutil.rmtree(out_dir, ignore_errors=True)
+    if long_rows is not None:
+        results["long"] = long_rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"results: {args.out}")

@@ -29,13 +29,17 @@ from harmonizer_cli.errors import AudioError, BatchError, ConfigError, Harmonize
 
 __all__ = ["Engine", "OutputFormat", "ExtendJob", "ExtendRecord", "parse_duration", "target_seconds_from",
            "expand_inputs", "output_path_for", "video_format_for", "is_video_output", "make_jobs",
-           "resolve_predictor", "run_job", "run_jobs", "MAX_INPUT_SECONDS", "MAX_TARGET_SECONDS",
-           "MAX_CLIP_SECONDS"]
+           "resolve_predictor", "run_job", "run_jobs", "MAX_INPUT_SECONDS", "SPOOL_OVER_SECONDS",
+           "MAX_NEURAL_INPUT_SECONDS", "MAX_TARGET_SECONDS", "MAX_CLIP_SECONDS"]
 
-#: Longest input and target. The song is held in memory; the output is rendered as it is
-#: written, a block at a time, so its length costs disk, not memory.
-MAX_INPUT_SECONDS = 20 * 60
+#: Longest input and target. Songs up to ``SPOOL_OVER_SECONDS`` are held in memory; longer
+#: ones are decoded into a temporary file and read by ranges (``core.decoded``). The output
+#: is rendered as it is written, a block at a time, so its length costs disk, not memory.
+MAX_INPUT_SECONDS = 2 * 60 * 60
+SPOOL_OVER_SECONDS = 5 * 60
 MAX_TARGET_SECONDS = 24 * 60 * 60
+#: The neural engine holds the whole song and its generated frames in memory.
+MAX_NEURAL_INPUT_SECONDS = 20 * 60
 #: Longest video clip: a clip's new soundtrack is mixed and muxed whole (1.4 GB at 60 min).
 MAX_CLIP_SECONDS = 60 * 60
 
@@ -77,8 +81,9 @@ def parse_duration(text: str) -> float:
 
 
 def target_seconds_from(minutes: Optional[float], seconds: Optional[float], duration: Optional[str], *,
-                        video: Optional[Path] = None) -> float:
-    """The target length from exactly one of ``--minutes``, ``--seconds``, ``--duration`` or ``--video``.
+                        video: Optional[Path] = None, hours: Optional[float] = None) -> float:
+    """The target length from exactly one of ``--hours``, ``--minutes``, ``--seconds``,
+    ``--duration`` or ``--video``.
 
     With ``video``, the clip's exact duration (its video stream's, or its container's
     when it has none).
@@ -90,11 +95,11 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
     AudioError
         The clip cannot be read.
     """
-    given = [value is not None for value in (minutes, seconds, duration)]
+    given = [value is not None for value in (hours, minutes, seconds, duration)]
     if video is not None:
         if any(given):
             raise ConfigError("--video sets the target length (the clip's duration): "
-                              "drop --minutes, --seconds and --duration")
+                              "drop --hours, --minutes, --seconds and --duration")
         from harmonizer_cli.core.media import probe_media
 
         clip_seconds = probe_media(video).duration_seconds
@@ -103,8 +108,10 @@ def target_seconds_from(minutes: Optional[float], seconds: Optional[float], dura
                               f"{MAX_CLIP_SECONDS // 60} minutes are accepted", path=video)
         return clip_seconds
     if sum(given) != 1:
-        raise ConfigError("give exactly one of --minutes, --seconds, --duration or --video")
-    if minutes is not None:
+        raise ConfigError("give exactly one of --hours, --minutes, --seconds, --duration or --video")
+    if hours is not None:
+        value = hours * 3600.0
+    elif minutes is not None:
         value = minutes * 60.0
     elif seconds is not None:
         value = float(seconds)
@@ -357,12 +364,12 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
     Raises
     ------
     HarmonizerError
-        Whatever makes the file fail (bad audio, model, output); nothing is left behind.
+        Whatever makes the file fail (bad audio, model, output); nothing is left behind
+        (a song over ``SPOOL_OVER_SECONDS``, decoded into a temporary file, is read from
+        it until the output is written; the file is deleted on the way out, whatever
+        happens, and has no name to leave behind even if the process is killed).
     """
-    from harmonizer_cli.core.audio_io import (
-        Audio, check_output_path, load_audio, output_format_for, output_subtype_for, save_audio,
-    )
-    from harmonizer_cli.core.extend import extend_audio
+    from harmonizer_cli.core.audio_io import check_output_path, load_audio
 
     started = time.perf_counter()
     progress = _JobProgress(on_progress)
@@ -373,8 +380,21 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
         raise ConfigError("a video output needs --video CLIP: the clip whose picture it keeps", path=job.output)
     progress.at(progress.LOAD)
     clock = time.perf_counter()
-    audio = load_audio(job.input, max_seconds=MAX_INPUT_SECONDS)
+    max_seconds = MAX_NEURAL_INPUT_SECONDS if job.engine == Engine.neural.value else MAX_INPUT_SECONDS
+    audio = load_audio(job.input, max_seconds=max_seconds, spool_over_seconds=SPOOL_OVER_SECONDS)
     load_seconds = time.perf_counter() - clock
+    with audio:  # (a long song's temporary file is deleted however this ends)
+        return _extend_and_write(job, audio, started=started, load_seconds=load_seconds, progress=progress,
+                                 video_format=video_format, inputs=inputs, reporting=on_progress is not None)
+
+
+def _extend_and_write(job: ExtendJob, audio, *, started: float, load_seconds: float, progress: _JobProgress,
+                      video_format: Optional[str], inputs: tuple, reporting: bool) -> ExtendRecord:
+    """``run_job`` once the song is loaded: extend, write, and the record."""
+    from harmonizer_cli.core.audio_io import Audio, output_format_for, output_subtype_for, save_audio
+    from harmonizer_cli.core.extend import extend_audio
+
+    on_progress = progress.on_progress if reporting else None
     predictor = resolve_predictor(job)
     result = extend_audio(audio, target_seconds=job.target_seconds, engine=job.engine, predictor=predictor,
                           seed=job.seed, path=str(job.input),

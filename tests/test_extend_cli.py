@@ -84,6 +84,38 @@ def test_exactly_one_duration_option(song_wav):
     assert invoke(str(song_wav), "--duration", "1:75", "--no-model").exit_code == 2
 
 
+def _parsed_targets(monkeypatch, song_wav, *args: str) -> list:
+    """The target seconds ``extend`` would run its jobs with (the jobs themselves are not run)."""
+    import harmonizer_cli.commands.extend as extend_command
+
+    seen: list = []
+    monkeypatch.setattr(extend_command, "run_jobs", lambda jobs, **_: seen.extend(j.target_seconds for j in jobs)
+                        or len(jobs))
+    result = invoke(str(song_wav), *args, "--no-model")
+    assert result.exit_code == 0, result.output
+    return seen
+
+
+def test_hours_option(monkeypatch, song_wav):
+    assert _parsed_targets(monkeypatch, song_wav, "--hours", "0.5") == [1800.0]
+    assert _parsed_targets(monkeypatch, song_wav, "--hours", "0.5") == _parsed_targets(
+        monkeypatch, song_wav, "--minutes", "30")
+    assert _parsed_targets(monkeypatch, song_wav, "--hours", "24") == [86400.0]
+
+
+@pytest.mark.parametrize("other", [["--minutes", "30"], ["--seconds", "1800"], ["--duration", "30:00"]])
+def test_hours_with_another_length_is_a_usage_error(song_wav, other):
+    result = invoke(str(song_wav), "--hours", "0.5", *other, "--no-model")
+    assert result.exit_code == 2
+    assert "give exactly one of --hours, --minutes, --seconds, --duration or --video" in result.stderr
+
+
+@pytest.mark.parametrize("hours", ["0", "-1", "24.01"])
+def test_hours_out_of_range_is_a_usage_error(song_wav, hours):
+    result = invoke(str(song_wav), "--hours", hours, "--no-model")
+    assert result.exit_code == 2 and "at most 24 hours" in result.stderr
+
+
 def test_batch_with_a_bad_file_goes_on(song_wav, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"not audio at all")

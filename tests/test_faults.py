@@ -274,16 +274,20 @@ def _write_long_flac(path: Path, seconds: int, *, sample_rate: int = 44100) -> N
             handle.write((tone[:, None] + 0.0005 * rng.standard_normal((t.size, 2))).astype(np.float32))
 
 
-#: Peak memory a 1-hour 44.1 kHz stereo file may take (the decoded float32 samples alone are 1.3 GB).
-ONE_HOUR_RSS_LIMIT_MB = 1024
+#: Peak memory a 1-hour 44.1 kHz stereo file may take (the decoded float32 samples alone are
+#: 1.3 GB: they are decoded into a temporary file and read by ranges).
+ONE_HOUR_RSS_LIMIT_MB = 700
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_one_hour_file_memory_is_bounded(tmp_path):
-    """extend holds whole songs in memory, so it refuses inputs over 20 minutes from the header."""
+    """A 1-hour song is accepted (songs up to 2 hours are), shortened to 30 minutes in bounded
+    memory, and its temporary decoded copy leaves nothing behind."""
     source = tmp_path / "hour.flac"
     _write_long_flac(source, 3600)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
     # a fresh parent process, so RUSAGE_CHILDREN's peak is extend's alone (not an earlier test's child)
     measure = ("import resource, subprocess, sys; "
                "p = subprocess.run([sys.executable, '-m', 'harmonizer_cli', *sys.argv[1:]], capture_output=True, "
@@ -291,14 +295,32 @@ def test_one_hour_file_memory_is_bounded(tmp_path):
                "sys.stderr.write(p.stderr); sys.exit(p.returncode)")
     result = subprocess.run([sys.executable, "-c", measure, "-q", "extend", str(source), "--minutes", "30",
                              "-o", str(tmp_path / "out.flac"), "--no-model"],
-                            capture_output=True, text=True, timeout=1700)
+                            capture_output=True, text=True, timeout=1700, env={**os.environ, "TMPDIR": str(scratch)})
     peak_mb = int(result.stdout) / 1024
     print(f"peak RSS of extend on a 1-hour file: {peak_mb:.0f} MB (exit {result.returncode})")
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 3, result.stderr
-    assert result.stderr.strip() == (f"error: {source}: too long (60.0 minutes; at most 20 minutes are accepted)")
+    assert result.returncode == 0, result.stderr
     assert peak_mb < ONE_HOUR_RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"
-    assert not (tmp_path / "out.flac").exists()
+    assert sf.info(tmp_path / "out.flac").frames == 30 * 60 * 44100
+    assert list(scratch.iterdir()) == []
+
+
+def test_inputs_over_two_hours_are_refused_from_the_header(tmp_path):
+    """The cap, from the file's header before decoding (a FLAC header that claims 2.5 hours)."""
+    source = tmp_path / "long.flac"
+    sf.write(source, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 8000, subtype="PCM_16")
+    data = bytearray(source.read_bytes())
+    # STREAMINFO: 20 bits of rate, 3 of channels, 5 of bit depth, then 36 bits of total samples
+    fields = int.from_bytes(data[18:26], "big")
+    fields = (fields & ~((1 << 36) - 1)) | int(2.5 * 3600 * 8000)
+    data[18:26] = fields.to_bytes(8, "big")
+    source.write_bytes(bytes(data))
+    result = subprocess.run([sys.executable, "-m", "harmonizer_cli", "-q", "extend", str(source), "--hours", "3",
+                             "-o", str(tmp_path / "out.wav"), "--no-model"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == f"error: {source}: too long (150.0 minutes; at most 120 minutes are accepted)"
+    assert not (tmp_path / "out.wav").exists()
 
 
 # Containers read through PyAV, and --video clips: (exit code, message), as a user sees them.

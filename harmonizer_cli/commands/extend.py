@@ -19,6 +19,7 @@ def command(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(
         help="Audio files, or folders (their audio files, sorted, not recursive).", show_default=False)],
+    hours: Annotated[Optional[float], typer.Option("--hours", help="Target length in hours (such as 2.5; at most 24).")] = None,
     minutes: Annotated[Optional[float], typer.Option("--minutes", "-m", help="Target length in minutes.")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", "-s", help="Target length in seconds.")] = None,
     duration: Annotated[Optional[str], typer.Option("--duration", "-d", help="Target length as MM:SS or HH:MM:SS.")] = None,
@@ -90,7 +91,7 @@ def command(
     # are small, and threads only contend with each other and with --jobs workers
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
-    job_list = make_jobs(inputs, target_seconds=target_seconds_from(minutes, seconds, duration, video=video),
+    job_list = make_jobs(inputs, target_seconds=target_seconds_from(minutes, seconds, duration, video=video, hours=hours),
                          output=output, out_dir=out_dir, format=format.value if format is not None else None,
                          seed=seed, force=force, engine=engine.value, model=model, use_model=not no_model,
                          video=video, fade_out_seconds=fade_out, keep_original_audio_db=keep_original_audio)

@@ -95,14 +95,30 @@ class Audio:
 
     Attributes
     ----------
-    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
-        Samples in [-1, 1] (a float file may exceed it), one column per channel.
+    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32], or a DecodedFile
+        Samples in [-1, 1] (a float file may exceed it), one column per channel. A song
+        longer than ``load_audio``'s ``spool_over_seconds`` is a ``decoded.DecodedFile``
+        instead: the same samples in a temporary file, read by ranges (it slices like
+        the array, and holds the song's peak and its 22050 Hz mono ``view``); ``close``
+        deletes it.
     sample_rate : int
         Samples per second per channel, the file's own.
     """
 
     samples: np.ndarray
     sample_rate: int
+
+    def close(self) -> None:
+        """Delete the temporary file of samples kept on disk (nothing to do for an array)."""
+        close = getattr(self.samples, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Audio":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def n_samples(self) -> int:
@@ -164,21 +180,84 @@ def _check_duration(path: Path, n_frames: int, sample_rate: int, max_seconds: fl
                          f"{max_seconds / 60:g} minutes are accepted)", path=path)
 
 
-def _read_soundfile(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+class _Blocks:
+    """Decoded blocks: kept in memory and concatenated, or, once there are more than
+    ``spool_frames``, written to a temporary file (``decoded.SpoolWriter``)."""
+
+    def __init__(self, spool_frames: float | None) -> None:
+        self.spool_frames = spool_frames
+        self.blocks: list = []
+        self.n_frames = 0
+        self.writer = None
+
+    def add(self, block: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.write(block)
+            return
+        self.blocks.append(block)
+        self.n_frames += block.shape[0]
+        if self.spool_frames is not None and self.n_frames > self.spool_frames:
+            from harmonizer_cli.core.decoded import SpoolWriter
+
+            self.writer = SpoolWriter(block.shape[1])
+            blocks, self.blocks = self.blocks, []
+            for kept in blocks:
+                self.writer.write(kept)
+
+    def result(self):
+        """The samples: an array, or a ``DecodedFile``."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            return writer.finish()
+        if not self.blocks:
+            return np.zeros((0, 1), dtype=np.float32)
+        return np.concatenate(self.blocks, axis=0)
+
+    def abandon(self) -> None:
+        self.blocks = []
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+
+
+def _spool_frames(sample_rate: int, spool_seconds: float | None) -> float | None:
+    return None if spool_seconds is None else spool_seconds * sample_rate
+
+
+def _read_soundfile(path: Path, max_seconds: float | None = None,
+                    spool_seconds: float | None = None) -> tuple[np.ndarray, int]:
     quiet = _c_stderr_silenced() if path.suffix.lower() == ".mp3" else contextlib.nullcontext()
-    with quiet, sf.SoundFile(str(path)) as handle:
-        sample_rate = handle.samplerate
-        if handle.frames > 0:  # known before decoding (mp3: estimated from the bit rate)
-            _check_duration(path, handle.frames, sample_rate, max_seconds)
-        blocks = []
-        while True:
-            block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-            if block.shape[0] == 0:
-                break
-            blocks.append(block)
-    if not blocks:
-        return np.zeros((0, 1), dtype=np.float32), sample_rate
-    return np.concatenate(blocks, axis=0), sample_rate
+    blocks = None
+    try:
+        with quiet, sf.SoundFile(str(path)) as handle:
+            sample_rate = handle.samplerate
+            if handle.frames > 0:  # known before decoding (mp3: estimated from the bit rate)
+                _check_duration(path, handle.frames, sample_rate, max_seconds)
+            blocks = _Blocks(_spool_frames(sample_rate, spool_seconds))
+            while True:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.add(block)
+        return blocks.result(), sample_rate
+    except BaseException:
+        if blocks is not None:
+            blocks.abandon()
+        raise
+
+
+def _spooled(samples: np.ndarray, sample_rate: int, spool_seconds: float | None):
+    """A whole decoded array, moved to a temporary file if it is longer than ``spool_seconds``."""
+    if spool_seconds is None or samples.ndim != 2 or samples.shape[0] <= spool_seconds * sample_rate:
+        return samples
+    blocks = _Blocks(0)
+    try:
+        for start in range(0, samples.shape[0], _BLOCK_FRAMES):
+            blocks.add(np.asarray(samples[start:start + _BLOCK_FRAMES], dtype=np.float32))
+        return blocks.result()
+    except BaseException:
+        blocks.abandon()
+        raise
 
 
 def _read_audioread(path: Path) -> tuple[np.ndarray, int]:
@@ -203,13 +282,14 @@ _UNDECODABLE = "cannot decode: not an audio file, or a corrupt or unsupported fo
 _SNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, EOFError)
 
 
-def _decode_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _decode_any(path: Path, max_seconds: float | None, spool_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Try the readers in the suffix's order; definitive errors (too long, DRM) stop at once.
 
     Container suffixes (m4a, mp4, mkv, ...): PyAV, then audioread. Others: libsndfile,
     then PyAV, then audioread. A file PyAV opens but finds no audio in is an error of
     its own when PyAV is the first reader (a video without sound), and otherwise a file
-    that is not what its name says.
+    that is not what its name says. Past ``spool_seconds`` the samples go to a temporary
+    file (libsndfile's formats block by block; PyAV's and audioread's once decoded).
     """
     from harmonizer_cli.core.media import NoAudioStreamError, UndecodableError, read_audio_track
 
@@ -217,11 +297,12 @@ def _decode_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]
     failure: Exception | None = None
     if not pyav_first:
         try:
-            return _read_soundfile(path, max_seconds)
+            return _read_soundfile(path, max_seconds, spool_seconds)
         except _SNDFILE_ERRORS as exc:
             failure = exc
     try:
-        return read_audio_track(path, max_seconds=max_seconds)
+        samples, sample_rate = read_audio_track(path, max_seconds=max_seconds)
+        return _spooled(samples, sample_rate, spool_seconds), sample_rate
     except NoAudioStreamError as exc:
         if pyav_first:
             raise
@@ -229,14 +310,18 @@ def _decode_any(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]
     except UndecodableError as exc:
         failure = exc if pyav_first else failure or exc
     try:
-        return _read_audioread(path)
+        samples, sample_rate = _read_audioread(path)
+        return _spooled(samples, sample_rate, spool_seconds), sample_rate
+    except OutputError:
+        raise
     except Exception as exc:  # audioread's own errors, or no backend (no system ffmpeg): the first failure wins
         if isinstance(failure, UndecodableError) and pyav_first:
             raise AudioError(failure.message, path=path) from exc
         raise AudioError(_UNDECODABLE, path=path) from failure
 
 
-def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> Audio:
+def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None,
+               spool_over_seconds: float | None = None) -> Audio:
     """Read an audio file at its own sample rate and channel count.
 
     mp3, wav, flac, ogg (Vorbis, Opus) and aiff are read by libsndfile; m4a, aac, alac,
@@ -252,6 +337,14 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
         Refuse longer files, before decoding them where the format tells the
         length (decoded audio takes 8 bytes per stereo frame: about 1.3 GB an hour
         at 44.1 kHz).
+    spool_over_seconds : float, optional
+        Songs longer than this are not held in memory: their samples are decoded into
+        an unnamed temporary file (``decoded.DecodedFile``, in ``TMPDIR``: 1.3 GB an
+        hour at 44.1 kHz stereo, plus 0.3 GB for the 22050 Hz mono view made beside it)
+        and read by ranges. The samples are the same; ``Audio.close`` deletes the file
+        (it is deleted anyway when the process ends). mp3, wav, flac, ogg and aiff are
+        decoded block by block; the formats PyAV or audioread read are decoded whole
+        first, then moved to the file.
 
     Returns
     -------
@@ -264,6 +357,8 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
         Missing file, a directory, an empty or undecodable file, no audio stream (a
         video without sound), an encrypted (DRM) file, no samples, NaN/infinite
         samples, or longer than ``max_seconds``. The message names the file.
+    OutputError
+        The temporary file for a long song cannot be written (disk full).
 
     Examples
     --------
@@ -274,11 +369,38 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float | None = None) -> 
     path = Path(path)
     _check_input_path(path)
     try:
-        samples, sample_rate = _decode_any(path, max_seconds)
+        samples, sample_rate = _decode_any(path, max_seconds, spool_over_seconds)
     except MemoryError as exc:
         raise AudioError("too large to decode in memory", path=path) from exc
+    except OSError as exc:  # the temporary file of a long song (a full disk)
+        raise OutputError(f"cannot write the decoded song to a temporary file in {tempfile.gettempdir()} "
+                          f"({(exc.strerror or str(exc)).lower()}; an hour at 44.1 kHz stereo takes 1.6 GB)",
+                          path=path) from exc
+    if not isinstance(samples, np.ndarray):
+        return _validate_spooled(samples, sample_rate, path, max_seconds)
     _check_duration(path, samples.shape[0], sample_rate, max_seconds)
     return _validate_samples(samples, sample_rate, path)
+
+
+def _validate_spooled(samples, sample_rate: int, path: Path, max_seconds: float | None) -> Audio:
+    """``_validate_samples`` for samples in a temporary file, and their 22050 Hz mono view beside them."""
+    from harmonizer_cli.core.decoded import spooled_view
+
+    try:
+        _check_duration(path, samples.n_frames, sample_rate, max_seconds)
+        if sample_rate <= 0:
+            raise AudioError(f"invalid sample rate {sample_rate}", path=path)
+        if not np.isfinite(samples.peak):  # (a writer that met NaN or infinity keeps a NaN peak)
+            raise AudioError("contains NaN or infinite samples", path=path)
+        try:
+            samples.view = spooled_view(samples, int(sample_rate), MODEL_SAMPLE_RATE)
+        except OSError as exc:
+            raise OutputError(f"cannot write the decoded song to a temporary file in {tempfile.gettempdir()} "
+                              f"({(exc.strerror or str(exc)).lower()})", path=path) from exc
+    except BaseException:
+        samples.close()
+        raise
+    return Audio(samples, int(sample_rate))
 
 
 def output_subtype_for(source: str | os.PathLike, format: str) -> str | None:

@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
+from harmonizer_cli.core.decoded import centred_windows, is_on_disk, peak_of
 from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 from harmonizer_cli.errors import AudioError
 
@@ -247,9 +248,12 @@ def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray
     levels : FrameLevels
         Per-frame power, K-weighted energy, energy and centroid numerator.
     """
-    padded = np.pad(mono.astype(np.float32), (N_FFT // 2, N_FFT // 2))
-    n_frames = 1 + (padded.size - N_FFT) // HOP
-    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
+    if is_on_disk(mono):  # a long song's view, read from its file a block of frames at a time
+        n_frames = 1 + (mono.size + 2 * (N_FFT // 2) - N_FFT) // HOP
+    else:
+        padded = np.pad(mono.astype(np.float32), (N_FFT // 2, N_FFT // 2))
+        n_frames = 1 + (padded.size - N_FFT) // HOP
+        windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
     hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
     mel_fb = mel_filterbank()
     chroma_fb = chroma_filterbank()
@@ -261,7 +265,10 @@ def _spectral_frames(mono: np.ndarray, *, block: int = 1024) -> tuple[np.ndarray
     power = np.empty(n_frames, dtype=np.float32)
     sums = np.empty((n_frames, 3), dtype=np.float64)
     for start in range(0, n_frames, block):
-        chunk = windows[start:start + block]
+        if is_on_disk(mono):
+            chunk = centred_windows(mono, N_FFT, HOP, start, min(block, n_frames - start))
+        else:
+            chunk = windows[start:start + block]
         power[start:start + block] = np.mean(chunk[:, N_FFT // 4: 3 * N_FFT // 4] ** 2, axis=1)
         spectrum = np.fft.rfft(chunk * hann, axis=1)
         magnitude_sq = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
@@ -494,8 +501,9 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
 
     Parameters
     ----------
-    mono : np.ndarray [shape=(n_samples,)]
-        The model view of the song (``audio_io.to_model_view``), 22050 Hz mono.
+    mono : np.ndarray [shape=(n_samples,)], or a DecodedFile
+        The model view of the song (``audio_io.to_model_view``), 22050 Hz mono (a long
+        song's, kept on disk, is read a block of frames at a time: the same result).
     sample_rate : int
         Must be 22050 (the filterbanks are designed for it).
     path : str, optional
@@ -521,12 +529,13 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
     """
     if sample_rate != ANALYSIS_SAMPLE_RATE:
         raise ValueError(f"analysis needs {ANALYSIS_SAMPLE_RATE} Hz audio, got {sample_rate}")
-    mono = np.asarray(mono, dtype=np.float32)
+    if not is_on_disk(mono):  # (a long song's view is read from its file, a block at a time)
+        mono = np.asarray(mono, dtype=np.float32)
     duration = mono.size / float(sample_rate)
     if duration < MIN_ANALYSIS_SECONDS:
         raise AudioError(f"too short to extend ({duration:.1f} s; at least {MIN_ANALYSIS_SECONDS:g} s needed)",
                          path=path)
-    if float(np.max(np.abs(mono))) < _SILENCE_PEAK:
+    if peak_of(mono) < _SILENCE_PEAK:
         raise AudioError("is digital silence: nothing to extend", path=path)
 
     mel, chroma_frames, levels = _spectral_frames(mono)

@@ -22,6 +22,7 @@ import numpy as np
 
 from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono, to_model_view
+from harmonizer_cli.core.decoded import is_on_disk, spooled_view
 from harmonizer_cli.core.extend.analysis import analyze_song
 from harmonizer_cli.core.extend.audit import audited_plan, reaches_length
 from harmonizer_cli.core.extend.guidance import TargetCost
@@ -173,7 +174,9 @@ def extend_audio(
     Parameters
     ----------
     audio : Audio
-        The original samples (their rate and channel count are kept).
+        The original samples (their rate and channel count are kept): an array, or a
+        long song's ``decoded.DecodedFile`` (read by ranges; it must stay open until the
+        output has been read: the output is rendered from it on demand).
     target_seconds : float
         Requested output length in seconds (> 0).
     engine : {"guided", "neural"}
@@ -206,7 +209,16 @@ def extend_audio(
     if not np.isfinite(target_seconds) or target_seconds <= 0:
         raise ConfigError(f"the target duration must be positive, got {target_seconds}")
     clock = time.perf_counter()
-    mono = to_model_view(audio)
+    on_disk = is_on_disk(audio.samples)  # a long song, decoded to a temporary file and read by ranges
+    if on_disk and engine == Engine.NEURAL.value:
+        raise ConfigError("the neural engine holds the whole song in memory: it takes songs of at most "
+                          "20 minutes (use the guided engine)")
+    if on_disk:
+        if audio.samples.view is None:
+            audio.samples.view = spooled_view(audio.samples, audio.sample_rate, MODEL_SAMPLE_RATE)
+        mono = audio.samples.view
+    else:
+        mono = to_model_view(audio)
     if engine == Engine.NEURAL.value:
         return _neural_result(audio, mono, target_seconds, predictor, path=path, on_progress=on_progress)
     progress = on_progress or (lambda done, total: None)
@@ -218,7 +230,7 @@ def extend_audio(
     clock = time.perf_counter()
     guidance = TargetCost(predictor, mono) if predictor is not None else None
     guidance_seconds = time.perf_counter() - clock
-    song_mono = to_mono(audio.samples)
+    song_mono = audio.samples.mono() if on_disk else to_mono(audio.samples)
     plan, seconds = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
                                  view=mono)
     if not reaches_length(plan, analysis) and analysis.fallback is None:

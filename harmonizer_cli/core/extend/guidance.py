@@ -17,14 +17,35 @@ from __future__ import annotations
 import numpy as np
 
 from harmonizer_cli.core._typing import Predictor, scorer_of
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE
+from harmonizer_cli.core.decoded import is_on_disk
 
-__all__ = ["TargetCost", "TARGET_WEIGHT", "SCORE_SCALE"]
+__all__ = ["TargetCost", "TARGET_WEIGHT", "SCORE_SCALE", "DENSE_TARGET_FRAMES"]
 
 #: Weight of the model's target cost beside the seam (context) cost.
 TARGET_WEIGHT = 0.5
 
 #: Target cost per unit of cosine a jump's landing scores below the natural continuation.
 SCORE_SCALE = 2.0
+
+#: Songs of more frames than this (25 minutes of 1 s frames) get no cost matrix (its
+#: square is 100 MB at an hour, 400 MB at two): the model reads the contexts and
+#: continuations in batches, and the cost of each jump asked for is computed from its
+#: embeddings (or predictions) when asked (``_JumpCosts``).
+DENSE_TARGET_FRAMES = 1500
+#: Positions read by the model at once, and jumps costed at once, on that path.
+_BATCH = 512
+#: A long song's view (kept on disk) is turned into model frames this many frames at a time.
+_FEATURE_CHUNK_FRAMES = 256
+
+
+def _frame_features(predictor: Predictor, mono) -> np.ndarray:
+    """``predictor.frame_features(mono)``; a long song's view (on disk) a few minutes at a time."""
+    if not is_on_disk(mono):
+        return np.asarray(predictor.frame_features(mono), dtype=np.float32)
+    step = int(round(float(predictor.frame_seconds) * MODEL_SAMPLE_RATE)) * _FEATURE_CHUNK_FRAMES
+    return np.concatenate([np.asarray(predictor.frame_features(mono[start:start + step]), dtype=np.float32)
+                           for start in range(0, mono.size, step)], axis=0)
 
 
 def _context_windows(features: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,29 +105,39 @@ class TargetCost:
     when the current segment is at least 20 s long and an approximation otherwise;
     it keeps the guidance to one batch per song.
 
+    A song of more than ``DENSE_TARGET_FRAMES`` frames gets no matrix: the same costs
+    (summed in another order) are computed for the jumps asked for (``_JumpCosts``).
+
     Parameters
     ----------
     predictor : Predictor
         A ``Scorer`` too when it can (``scorer_of``).
-    mono : np.ndarray [shape=(n_samples,)]
+    mono : np.ndarray [shape=(n_samples,)], or a DecodedFile
         The song's 22050 Hz mono view.
 
     Attributes
     ----------
-    matrix : np.ndarray [shape=(n + 1, n + 1)]
-        ``matrix[k, m]``: the cost of leaving at ``k`` s and continuing at ``m`` s.
+    matrix : np.ndarray [shape=(n + 1, n + 1)] or None
+        ``matrix[k, m]``: the cost of leaving at ``k`` s and continuing at ``m`` s (None
+        for a long song).
     scored : bool
-        Whether the matrix comes from the model's scores (else from its predictions).
+        Whether the costs come from the model's scores (else from its predictions).
     """
 
     def __init__(self, predictor: Predictor, mono: np.ndarray) -> None:
-        features = np.asarray(predictor.frame_features(mono), dtype=np.float32)
+        features = _frame_features(predictor, mono)
         n_in = int(predictor.n_input_frames)
         n_out = int(predictor.n_output_frames)
         self.frame_seconds = float(predictor.frame_seconds)
-        contexts, continuations = _context_windows(features, n_in, n_out)
         scorer = scorer_of(predictor)
         self.scored = scorer is not None
+        self.n = features.shape[0]
+        self.matrix = None
+        self._costs = None
+        if self.n + 1 > DENSE_TARGET_FRAMES:
+            self._costs = _JumpCosts(predictor, scorer, features, n_in, n_out)
+            return
+        contexts, continuations = _context_windows(features, n_in, n_out)
         if scorer is not None:
             queries = np.asarray(scorer.embed_context(contexts), dtype=np.float64)
             keys = np.asarray(scorer.embed_continuation(continuations), dtype=np.float64)
@@ -114,10 +145,95 @@ class TargetCost:
         else:
             cost = _prediction_cost(predictor, features, contexts, continuations)
         self.matrix = cost - np.diag(cost)[:, None]  # relative to the natural continuation
-        self.n = features.shape[0]
 
     def for_jumps(self, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -> np.ndarray:
         """Target cost of leaving at ``leave_seconds`` and continuing at ``continue_seconds``."""
         k = np.clip(np.round(leave_seconds / self.frame_seconds).astype(np.int64), 0, self.n)
         m = np.clip(np.round(continue_seconds / self.frame_seconds).astype(np.int64), 0, self.n)
-        return self.matrix[k, m]
+        if self.matrix is not None:
+            return self.matrix[k, m]
+        return self._costs.relative(k, m)
+
+    def grid(self, leave_seconds: np.ndarray, continue_seconds: np.ndarray) -> np.ndarray:
+        """Target costs of every leave time against every continue time [shape=(len(leave), len(continue))]."""
+        k = np.clip(np.round(np.asarray(leave_seconds) / self.frame_seconds).astype(np.int64), 0, self.n)
+        m = np.clip(np.round(np.asarray(continue_seconds) / self.frame_seconds).astype(np.int64), 0, self.n)
+        if self.matrix is not None:
+            return self.matrix[np.ix_(k, m)]
+        return self._costs.grid(k, m)
+
+
+class _JumpCosts:
+    """The target cost of any jump of a long song, computed when asked (no matrix).
+
+    The model reads the song's contexts and continuations ``_BATCH`` positions at a
+    time; a scoring model's embeddings (64 numbers a position) or a predicting model's
+    predictions are kept, and a jump ``k -> m`` costs what ``TargetCost.matrix[k, m]``
+    would hold: ``-SCORE_SCALE`` times the cosine, or the normalised squared distance,
+    minus the same for the natural continuation ``k -> k``.
+    """
+
+    def __init__(self, predictor: Predictor, scorer, features: np.ndarray, n_in: int, n_out: int) -> None:
+        n = features.shape[0]
+        self.padded = np.concatenate([np.repeat(features[:1], n_in, axis=0), features,
+                                      np.repeat(features[-1:], n_out, axis=0)], axis=0)
+        self.n_in, self.n_out, self.scorer = n_in, n_out, scorer
+        batches = [(start, min(n + 1, start + _BATCH)) for start in range(0, n + 1, _BATCH)]
+        if scorer is not None:
+            self.queries = np.concatenate([np.asarray(scorer.embed_context(self._contexts(lo, hi)), np.float64)
+                                           for lo, hi in batches])
+            self.keys = np.concatenate([np.asarray(scorer.embed_continuation(self._continuations(lo, hi)),
+                                                   np.float64) for lo, hi in batches])
+        else:
+            self.predicted = np.concatenate([np.asarray(predictor.predict(self._contexts(lo, hi)), np.float32)
+                                             for lo, hi in batches])
+            self.p_sq = np.concatenate([np.einsum("kjf,kjf->k", part, part) for part in
+                                        (self.predicted[lo:hi].astype(np.float64) for lo, hi in batches)])
+            frame_sq = np.einsum("kf,kf->k", self.padded.astype(np.float64), self.padded.astype(np.float64))
+            # (the continuation from m is frames n_in + m .. n_in + m + n_out - 1 of padded)
+            self.c_sq = np.lib.stride_tricks.sliding_window_view(frame_sq[n_in:], n_out)[:n + 1].sum(axis=1)
+            scale = float(np.mean((features - features.mean(axis=0)) ** 2)) + 1e-9
+            self.norm = n_out * features.shape[1] * scale
+        every = np.arange(n + 1)
+        self.natural = self.absolute(every, every)
+
+    def _contexts(self, lo: int, hi: int) -> np.ndarray:
+        return np.stack([self.padded[k:k + self.n_in] for k in range(lo, hi)])
+
+    def _continuations(self, lo: int, hi: int) -> np.ndarray:
+        return np.stack([self.padded[self.n_in + m:self.n_in + m + self.n_out] for m in range(lo, hi)])
+
+    def absolute(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """The cost of continuing at ``m`` after the context before ``k`` (1-D index arrays)."""
+        out = np.empty(k.size)
+        steps = np.arange(self.n_out)
+        for start in range(0, k.size, _BATCH):
+            kk, mm = k[start:start + _BATCH], m[start:start + _BATCH]
+            if self.scorer is not None:
+                out[start:start + _BATCH] = -SCORE_SCALE * np.einsum("kd,kd->k", self.queries[kk], self.keys[mm])
+            else:
+                p = self.predicted[kk].astype(np.float64)
+                c = self.padded[self.n_in + mm[:, None] + steps].astype(np.float64)
+                out[start:start + _BATCH] = (self.p_sq[kk] + self.c_sq[mm]
+                                             - 2.0 * np.einsum("kjf,kjf->k", p, c)) / self.norm
+        return out
+
+    def grid(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """``relative`` of every ``k`` against every ``m`` [shape=(k.size, m.size)]."""
+        if self.scorer is not None:
+            cost = -SCORE_SCALE * (self.queries[k] @ self.keys.T)
+        else:
+            if getattr(self, "_flat_continuations", None) is None:  # (once: 2560 numbers a position)
+                n = self.predicted.shape[0]
+                steps = np.arange(self.n_out)
+                self._flat_continuations = self.padded[self.n_in + np.arange(n)[:, None] + steps].reshape(
+                    n, -1).astype(np.float64)
+            products = self.predicted[k].reshape(k.size, -1).astype(np.float64) @ self._flat_continuations.T
+            cost = (self.p_sq[k][:, None] + self.c_sq[None, :] - 2.0 * products) / self.norm
+        return cost[:, m] - self.natural[k][:, None]
+
+    def relative(self, k: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """``absolute`` minus the natural continuation's, for index arrays of any (broadcast) shape."""
+        k, m = np.broadcast_arrays(np.asarray(k), np.asarray(m))
+        flat_k, flat_m = k.reshape(-1), m.reshape(-1)
+        return (self.absolute(flat_k, flat_m) - self.natural[flat_k]).reshape(k.shape)

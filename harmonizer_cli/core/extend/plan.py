@@ -25,8 +25,8 @@ from typing import Optional
 import numpy as np
 
 from harmonizer_cli.core.extend.analysis import SongAnalysis
-from harmonizer_cli.core.extend.candidates import JumpCandidates, jump_candidates, unit_beats
-from harmonizer_cli.core.extend.guidance import TARGET_WEIGHT, TargetCost
+from harmonizer_cli.core.extend.candidates import MAX_RHYTHM_SHIFT, JumpCandidates, jump_candidates, unit_beats
+from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
 from harmonizer_cli.core.extend.loops import plan_loops
 
@@ -229,10 +229,7 @@ def _candidate_costs(analysis: SongAnalysis, g: _Geometry, *, banned: frozenset,
     if banned:
         cands = cands.without(banned)
     if target_cost is not None:  # unit-selection target cost beside the seam cost
-        times = analysis.beat_seconds
-        cands.cost = cands.cost + TARGET_WEIGHT * target_cost.for_jumps(times[cands.a], times[cands.b])
-        rows, cols = np.nonzero(np.isfinite(cands.full))
-        cands.full[rows, cols] += TARGET_WEIGHT * target_cost.for_jumps(times[rows], times[cols])
+        cands = cands.with_target(target_cost, analysis.beat_seconds)
     return cands
 
 
@@ -282,6 +279,14 @@ class _PathSearch:
         # (while more is left than the longest such jump spans, none can finish: skip the matrix)
         if need - (times[rows[-1]] - times[0]) > float(cap.max()):
             return a, b, cost, back
+        if cands.blocked:  # a long song: only the jumps of about the length needed are costed
+            fa, fb = self._finishing_blocked(rows, cap[:, 0], need)
+            if fa.size:
+                a = np.concatenate([a, fa])
+                b = np.concatenate([b, fb])
+                cost = np.concatenate([cost, cands.full[fa, fb]])
+                back = np.concatenate([back, times[fa] - cands.landing(times, fa, fb)])
+            return a, b, cost, back
         sub = cands.full[rows, : g.last_start + 1]
         left_all = need - (times[rows][:, None] - times[: g.last_start + 1][None, :]
                            - cands.full_shift[rows, : g.last_start + 1])
@@ -298,6 +303,31 @@ class _PathSearch:
             cost = np.concatenate([cost, cands.full[fa, fb]])
             back = np.concatenate([back, times[fa] - cands.landing(times, fa, fb)])
         return a, b, cost, back
+
+    def _finishing_blocked(self, rows: np.ndarray, cap: np.ndarray, need: float) -> tuple[np.ndarray, np.ndarray]:
+        """``_options``' finishing jumps for a long song (``JumpCosts``): from each row, only
+        the landings whose jump leaves about ``need`` (within its ``cap`` and the largest
+        rhythmic shift) are costed; the same choice as from the full matrix."""
+        g, cands, times = self.g, self.cands, self.g.times
+        reach = cap + MAX_RHYTHM_SHIFT * g.period + 1e-6
+        ends = times[: g.last_start + 1]
+        lo = np.searchsorted(ends, times[rows] - need - reach, side="left")
+        hi = np.searchsorted(ends, times[rows] - need + reach, side="right")
+        counts = np.maximum(hi - lo, 0)
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        fa = np.repeat(rows, counts)
+        fb = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+        sub, shift = cands.full.pairs(fa, fb)
+        left = need - (times[fa] - times[fb] - shift)
+        ok = np.isfinite(sub) & (np.abs(left) <= np.repeat(cap, counts))
+        if not ok.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        flat = np.flatnonzero(ok)
+        order = flat[np.argsort(SEAM_WEIGHT * sub[flat] + RESIDUAL_WEIGHT * np.abs(left[flat]) / g.period,
+                                kind="stable")[:FINISHING_OPTIONS]]
+        return fa[order], fb[order]
 
     def _step_costs(self, w: _Walk, need: float, middle: float, a, b, cost, back):
         """The allowed options and the cost of each, or None when none is allowed.
@@ -543,6 +573,27 @@ def modal_lag_share(segments: list, duration: float, target_seconds: float, *, b
     return float(min(best / past, 1.0))
 
 
+def _one_jump_blocked(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
+                      capacity, period: float) -> Optional[tuple]:
+    """``_plan_shortening``'s best single jump of a long song (``JumpCosts``), scanned in blocks."""
+    best = None
+    for r0, r1, sub, shift in cands.full.blocks(seg_min, n_cols=last_start + 1):
+        a = np.arange(r0, r1)[:, None]
+        b = np.arange(last_start + 1)[None, :]
+        ok = np.isfinite(sub) & (b > a)
+        if not ok.any():
+            continue
+        left = need - (times[a] - (times[b] + shift))
+        cap = capacity(1, times[a])
+        score = np.where(ok, SEAM_WEIGHT * sub + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
+                         + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0), np.inf)
+        k = int(np.argmin(score))
+        i, j = divmod(k, score.shape[1])
+        if best is None or score[i, j] < best[0]:
+            best = (float(score[i, j]), [(r0 + i, j)], float(left[i, j]))
+    return best
+
+
 def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCandidates, *,
                      seg_min: int, last_start: int, capacity) -> Optional[PlannedPath]:
     """Best one- or two-jump shortening, by exhaustive search (None if none fits).
@@ -557,9 +608,16 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
     need = target_seconds - analysis.duration_seconds
     options = []
     # one jump
-    a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
-    keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
-    a_idx, b_idx = a_idx[keep], b_idx[keep]
+    if cands.blocked:  # a long song: every allowed pair, a block of sources at a time
+        one = _one_jump_blocked(cands, times, need, seg_min=seg_min, last_start=last_start, capacity=capacity,
+                                period=period)
+        if one is not None:
+            options.append(one)
+        a_idx = np.zeros(0, dtype=np.int64)
+    else:
+        a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
+        keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
+        a_idx, b_idx = a_idx[keep], b_idx[keep]
     if a_idx.size:
         left = need - (times[a_idx] - cands.landing(times, a_idx, b_idx))
         cap = capacity(1, times[a_idx])

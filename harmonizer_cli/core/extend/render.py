@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from harmonizer_cli.core.audio_io import Audio, to_mono
+from harmonizer_cli.core.decoded import is_on_disk, peak_of, window_of
 from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.plan import (
     PlannedPath, seam_shift_seconds, tail_seconds,
@@ -97,7 +98,7 @@ def crossfade(seg_a: np.ndarray, seg_b: np.ndarray, *, full_scale: bool) -> np.n
 class Piece:
     """A source segment ready to splice: ``audio[start:end]`` is its nominal extent."""
 
-    audio: np.ndarray   # (n, channels), with margins around [start, end)
+    audio: np.ndarray   # (n, channels), with margins around [start, end) (a long song's: a decoded.Window)
     mono: np.ndarray
     start: int
     end: int
@@ -110,7 +111,8 @@ class Piece:
 def _make_piece(samples: np.ndarray, mono: np.ndarray, start: int, end: int, *, margin: int) -> Piece:
     lo = max(0, start - margin)
     hi = min(samples.shape[0], end + margin)
-    return Piece(samples[lo:hi], mono[lo:hi], start - lo, end - lo, lo)
+    # (views of arrays; of a long song kept on disk, windows read only where a seam looks)
+    return Piece(window_of(samples, lo, hi), window_of(mono, lo, hi), start - lo, end - lo, lo)
 
 
 def align(piece_a: Piece, piece_b: Piece, *, window: int, reach: int, search: int, centre: int = 0):
@@ -283,7 +285,7 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     # lossy files overshoot 0 dBFS by a few per cent; 16/24-bit output clips those
     # overs, and a clipped crossfade is a broadband click); float sources with
     # larger peaks keep the passages' own peaks as the limit
-    full_scale = float(np.max(np.abs(samples))) <= FULL_SCALE_OVERS
+    full_scale = peak_of(samples) <= FULL_SCALE_OVERS
 
     # groove alignment of every seam first (waveform correlation of A's natural
     # continuation with B, within +-15 ms of the beat grid)
@@ -423,7 +425,7 @@ def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_secon
     """
     samples = audio.samples
     if song_mono is None:
-        song_mono = to_mono(samples)
+        song_mono = samples.mono() if is_on_disk(samples) else to_mono(samples)
     sample_rate = audio.sample_rate
     n_source = samples.shape[0]
     n_target = int(round(target_seconds * sample_rate))

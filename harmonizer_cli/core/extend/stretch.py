@@ -147,18 +147,33 @@ def _box(values: np.ndarray, half: int) -> np.ndarray:
     return (cum[hi] - cum[lo]) / (hi - lo)
 
 
-def _steady_region(out: np.ndarray, *, sample_rate: int, length: int, lo: int, hi: int,
-                   avoid: list) -> Optional[int]:
+def _onset_step(sample_rate: int) -> int:
+    """Every how many samples ``_steady_region`` looks (about 11 kHz is enough to see onsets)."""
+    return max(1, int(round(sample_rate / 11025)))
+
+
+def _strided_mono(timeline: Timeline, lo: int, hi: int, step: int, *, block_frames: int = 1 << 16) -> np.ndarray:
+    """``to_mono(timeline.read(lo, hi)[::step])``, read a block at a time (never the whole range at
+    the full rate: 300 s of stereo output is 100 MB)."""
+    block = max(step, block_frames // step * step)
+    parts = [to_mono(timeline.read(start, min(hi, start + block))[::step]) for start in range(lo, hi, block)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _steady_region(out: Optional[np.ndarray], *, sample_rate: int, length: int, lo: int, hi: int,
+                   avoid: list, mono: Optional[np.ndarray] = None) -> Optional[int]:
     """Start (sample) of the ``length``-sample window within ``[lo, hi)`` with the fewest onsets.
 
     Onsets are the positive spectral flux (log magnitude, 46 ms frames at 23 ms
     hop on the mono mix at about 11 kHz); windows that contain a seam (``avoid``,
-    samples, +-200 ms) are excluded. None when no window fits.
+    samples, +-200 ms) are excluded. None when no window fits. ``mono`` is that mix of
+    ``out[lo:hi]`` already (``_strided_mono``), where ``out`` is not given.
     """
     if hi - lo < length:
         return None
-    step = max(1, int(round(sample_rate / 11025)))  # about 11 kHz is enough to see onsets
-    mono = to_mono(out[lo:hi:step])
+    step = _onset_step(sample_rate)
+    if mono is None:
+        mono = to_mono(out[lo:hi:step])
     frame = 1 << int(np.ceil(np.log2(max(64, 0.046 * sample_rate / step))))
     hop = frame // 2
     if mono.size < 2 * frame:
@@ -294,8 +309,9 @@ def stretch_to_length(timeline: Timeline, n_target: int, *, sample_rate: int, se
     lo, hi, length = region
     lo, hi = _search_range(lo, hi, length, sample_rate=sample_rate)
     avoid = [int(round(seconds * sample_rate)) for seconds in seams]
-    start = _steady_region(timeline.read(lo, hi), sample_rate=sample_rate, length=length, lo=0, hi=hi - lo,
-                           avoid=[seam - lo for seam in avoid])
+    start = _steady_region(None, sample_rate=sample_rate, length=length, lo=0, hi=hi - lo,
+                           avoid=[seam - lo for seam in avoid],
+                           mono=_strided_mono(timeline, lo, hi, _onset_step(sample_rate)))
     if start is None:
         raise AudioError("cannot reach the exact length (no region to absorb the residual)")
     start += lo

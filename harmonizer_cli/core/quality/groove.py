@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harmonizer_cli.core.decoded import centred_windows, is_on_disk
 from harmonizer_cli.core.features import hz_to_mel, mel_to_hz, mel_weights
 
 __all__ = ["Pulse", "onset_envelope", "find_pulse", "phase_jumps", "groove_report", "GROOVE_WINDOW_SECONDS"]
@@ -58,7 +59,7 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
 
     Parameters
     ----------
-    mono : np.ndarray [shape=(n_samples,)]
+    mono : np.ndarray [shape=(n_samples,)], or a DecodedFile (a long song's view, read by blocks)
     sample_rate : int
 
     Returns
@@ -78,17 +79,24 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
         groups = np.digitize(mel_to_hz(centres), [250.0, 2500.0])
         _MEL[key] = (weights, groups)
     weights, groups = _MEL[key]
-    mono = np.asarray(mono, dtype=np.float32)
-    padded = np.pad(mono, (n_fft // 2, n_fft // 2))
-    n_frames = max(0, 1 + (padded.size - n_fft) // hop)
+    on_disk = is_on_disk(mono)  # a long song's view: read a block of frames at a time
+    if on_disk:
+        n_frames = max(0, 1 + (mono.size + 2 * (n_fft // 2) - n_fft) // hop)
+    else:
+        mono = np.asarray(mono, dtype=np.float32)
+        padded = np.pad(mono, (n_fft // 2, n_fft // 2))
+        n_frames = max(0, 1 + (padded.size - n_fft) // hop)
     frame_rate = sample_rate / float(hop)
     if n_frames < 3:
         return np.zeros((max(n_frames, 0), 3)), frame_rate
-    windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
+    if not on_disk:
+        windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     hann = np.hanning(n_fft).astype(np.float32)
     log_mel = np.empty((n_frames, 40), dtype=np.float32)
     for start in range(0, n_frames, 2048):
-        spectrum = np.fft.rfft(windows[start:start + 2048] * hann, axis=1)
+        chunk = (centred_windows(mono, n_fft, hop, start, min(2048, n_frames - start)) if on_disk
+                 else windows[start:start + 2048])
+        spectrum = np.fft.rfft(chunk * hann, axis=1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
         log_mel[start:start + 2048] = np.log10(power @ weights.T + 1e-10)
     log_mel = np.maximum(log_mel, -10.0)  # a floor 100 dB below full scale, whatever the excerpt
