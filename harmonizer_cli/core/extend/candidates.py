@@ -379,7 +379,7 @@ class JumpCosts:
         self.n = n
         self.shape = (n, n)
         self.min_lag = int(min_lag_beats)
-        self.even_only = not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS
+        self.odd_costs_more = not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS
         self.bar = unit_beats(analysis)
         self.fallback = analysis.fallback
         self.times = analysis.beat_seconds
@@ -509,8 +509,8 @@ class JumpCosts:
         (``jump_candidates``' terms, in its order)."""
         lag = b - a
         valid = np.isfinite(context) & (np.abs(lag) >= self.min_lag) & (a >= 1)
-        if self.even_only:  # (beats likely a subdivision of the felt beat)
-            valid &= lag % 2 == 0
+        if self.odd_costs_more:  # (beats likely a subdivision of the felt beat)
+            context = context + np.where(lag % 2 == 0, 0.0, ODD_SUBDIVISION_PENALTY)
         if self.fallback:
             phase_penalty = np.where(lag % self.bar == 0, 0.0, NO_PULSE_OFF_BAR_PENALTY)
         else:
