@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harmonizer_cli.core.audio_io import Audio
+from harmonizer_cli.core.audio_io import Audio, resample, to_mono
 from harmonizer_cli.core.extend import extend_audio
 from harmonizer_cli.core.extend.render import Timeline
 from harmonizer_cli.core.extend.stretch import MAX_STRETCH, stretch_to_length, wsola
@@ -448,3 +448,21 @@ def test_the_output_renders_the_same_in_blocks_and_by_range(song):
     for start in rng.integers(0, result.n_samples, 20):
         stop = int(start + rng.integers(1, 3 * song.sample_rate))
         assert np.array_equal(result.output.read(start, stop), whole[start:stop])
+
+
+def test_a_short_clip_loops_on_its_own_period():
+    """Beats are tracked at the analysis hop (23 ms) and a short clip's tempo is uncertain:
+    a loop of grid beats can be tens of ms long or short, and at every seam of a looped
+    clip the groove slips (the emotional piano clip: 111 of 113 seams). Loops take the
+    length near the grid's at which the clip best matches itself."""
+    from harmonizer_cli.core.extend.analysis import analyze_song
+    from harmonizer_cli.core.extend.plan import _loop_length_fit
+
+    song = make_song(8.0, bpm=93.9, sample_rate=44100, seed=2)
+    analysis = analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)))
+    fit = _loop_length_fit(analysis)
+    period = 60.0 / 93.9
+    for off in (-0.04, 0.0, 0.04):
+        assert abs(fit(4 * period + off) - 4 * period) < 0.006, (off, fit(4 * period + off))
+    assert _loop_length_fit(analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)),
+                                         force_grid=True)) is None

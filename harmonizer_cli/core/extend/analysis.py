@@ -138,6 +138,9 @@ class SongAnalysis:
         the no-pulse grid.
     rhythm_clarity : np.ndarray [shape=(n_beats,)] or None
         How coherently those onsets fold (0: no pulse around the beat).
+    onset : np.ndarray [shape=(n_frames,)] or None
+        Onset strength per analysis frame (``HOP`` samples at 22050 Hz): how well the
+        song matches itself a loop's length later (``loops``). None on the no-pulse grid.
     """
 
     duration_seconds: float
@@ -156,6 +159,7 @@ class SongAnalysis:
     levels: Optional[FrameLevels] = None
     rhythm: Optional[np.ndarray] = None
     rhythm_clarity: Optional[np.ndarray] = None
+    onset: Optional[np.ndarray] = None
 
     @property
     def n_beats(self) -> int:
@@ -611,4 +615,5 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
         levels=levels,
         rhythm=rhythm,
         rhythm_clarity=clarity,
+        onset=None if force_grid else onset.astype(np.float32),
     )

@@ -136,7 +136,8 @@ def _spread(counts: np.ndarray, *, last: int) -> list[int]:
 
 def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float, seg_min: int, last_start: int,
                period: float, seam_shift: float,
-               mood_cost: Optional[Callable[[float, float], float]] = None) -> Optional[tuple[list, list, float, float]]:
+               mood_cost: Optional[Callable[[float, float], float]] = None,
+               loop_length: Optional[Callable[[float], float]] = None) -> Optional[tuple[list, list, float, float]]:
     """Jumps that loop a short clip to ``extra_seconds`` more than its length.
 
     Parameters
@@ -159,6 +160,10 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     mood_cost : callable(start_s, end_s), optional
         The cost of an output that plays the song from ``start_s`` to ``end_s`` over and
         over against the song's loudness, brightness and dips (``levels``).
+    loop_length : callable(seconds) -> seconds, optional
+        The loop length near a beat-grid length at which the clip best matches itself
+        (its onsets a loop later): beats tracked at the analysis hop are up to 12 ms
+        off, and a loop a few tens of ms long or short slips the groove at every seam.
 
     Returns
     -------
@@ -171,6 +176,8 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
                         mood_cost=mood_cost)
     if types is None:
         return None
+    if loop_length is not None:
+        types = [(a, b, float(loop_length(length)), cost, ending) for a, b, length, cost, ending in types]
     lengths = np.array([t[2] for t in types])
     costs = np.array([t[3] for t in types])
     cheapest = int(np.argmin(costs / lengths))  # cost per second of extension
@@ -203,7 +210,10 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     counts[cheapest] += bulk
     order = _spread(counts, last=last)
     jumps = [(types[i][0], types[i][1]) for i in order]
-    landings = [float(cands.landing(times, a, b)) for a, b in jumps]
+    if loop_length is None:
+        landings = [float(cands.landing(times, a, b)) for a, b in jumps]
+    else:
+        landings = [float(times[types[i][0]] - types[i][2]) for i in order]
     planned = float(np.sum(counts * lengths))
     cost = float(np.sum(counts * costs))
     return jumps, landings, extra_seconds - planned, cost

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from harmonizer_cli.core.extend.analysis import SongAnalysis
+from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
 from harmonizer_cli.core.extend.candidates import MAX_RHYTHM_SHIFT, JumpCandidates, jump_candidates, unit_beats
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
@@ -105,6 +105,8 @@ REPETITION_WEIGHT = 60.0
 BALANCE_WEIGHT = 4.0
 #: a short clip's loop against its seam cost: the mood of the loop played over and over
 MOOD_LOOP_WEIGHT = 0.1
+#: A loop's length may move this share of a beat to where the clip best matches itself.
+LOOP_FIT_BEATS = 0.15
 #: Path-search steps (jumps) over all restarts at most, and restarts at least.
 PLAN_STEP_BUDGET = 1200
 MIN_RESTARTS = 2
@@ -457,6 +459,41 @@ class _PathSearch:
         return score, residual
 
 
+def _loop_length_fit(analysis: SongAnalysis):
+    """``loop_length`` for ``plan_loops``: the length within ``LOOP_FIT_BEATS`` of a beat
+    of a grid length at which the clip's onset envelope best matches itself (normalised
+    correlation over the overlap, the peak interpolated between frames); None without
+    an onset envelope (the no-pulse grid)."""
+    if analysis.onset is None or analysis.onset.size < 16:
+        return None
+    onset = analysis.onset.astype(np.float64)
+    onset = onset - onset.mean()
+    frame_rate = ANALYSIS_SAMPLE_RATE / HOP
+    reach = LOOP_FIT_BEATS * analysis.beat_period_seconds * frame_rate
+
+    def similarity(lag: int) -> float:
+        if lag <= 0 or lag >= onset.size - 8:
+            return -np.inf
+        x, y = onset[lag:], onset[:-lag]
+        return float(x @ y / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
+
+    def fit(seconds: float) -> float:
+        centre = seconds * frame_rate
+        lags = np.arange(int(np.ceil(centre - reach)), int(np.floor(centre + reach)) + 1)
+        values = np.array([similarity(int(lag)) for lag in lags])
+        if lags.size < 3 or not np.all(np.isfinite(values)):
+            return seconds
+        k = int(np.argmax(values))
+        if k == 0 or k == lags.size - 1:
+            return seconds  # no peak within reach: the grid length stands
+        a, b, c = values[k - 1:k + 2]
+        denom = a - 2.0 * b + c
+        offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        return float((lags[k] + np.clip(offset, -0.5, 0.5)) / frame_rate)
+
+    return fit
+
+
 def plan_path(
     analysis: SongAnalysis,
     target_seconds: float,
@@ -502,7 +539,8 @@ def plan_path(
         looped = plan_loops(cands, g.times, extra_seconds=g.extra, seg_min=g.seg_min, last_start=g.last_start,
                             period=g.period, seam_shift=g.seam_shift,
                             mood_cost=None if levels is None else
-                            (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))))
+                            (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))),
+                            loop_length=_loop_length_fit(analysis))
         if looped is not None:
             jumps, landings, residual, cost = looped
             return PlannedPath(jumps, cost, residual, landings)
