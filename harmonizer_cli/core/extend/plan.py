@@ -105,8 +105,11 @@ REPETITION_WEIGHT = 60.0
 BALANCE_WEIGHT = 4.0
 #: a short clip's loop against its seam cost: the mood of the loop played over and over
 MOOD_LOOP_WEIGHT = 0.1
-#: A loop's length may move this share of a beat to where the clip best matches itself.
-LOOP_FIT_BEATS = 0.15
+#: A loop's length may move this share of a beat to where the clip best matches itself,
+#: when it matches itself there better by this much (normalised correlation) than at
+#: the grid length (a weak, distant maximum is another figure, not the loop).
+LOOP_FIT_BEATS = 0.1
+LOOP_FIT_GAIN = 0.02
 #: Path-search steps (jumps) over all restarts at most, and restarts at least.
 PLAN_STEP_BUDGET = 1200
 MIN_RESTARTS = 2
@@ -484,8 +487,8 @@ def _loop_length_fit(analysis: SongAnalysis):
         if lags.size < 3 or not np.all(np.isfinite(values)):
             return seconds
         k = int(np.argmax(values))
-        if k == 0 or k == lags.size - 1:
-            return seconds  # no peak within reach: the grid length stands
+        if k == 0 or k == lags.size - 1 or values[k] < similarity(int(round(centre))) + LOOP_FIT_GAIN:
+            return seconds  # no clear peak within reach: the grid length stands
         a, b, c = values[k - 1:k + 2]
         denom = a - 2.0 * b + c
         offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
