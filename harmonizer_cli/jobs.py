@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from harmonizer_cli.core._typing import Predictor, ProgressFn
-from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES, OUTPUT_FORMATS
+from harmonizer_cli.core.audio_io import AUDIO_SUFFIXES
+from harmonizer_cli.core.audio_out import OUTPUT_FORMATS
 from harmonizer_cli.core.video import VIDEO_OUTPUT_FORMATS
 from harmonizer_cli.errors import AudioError, BatchError, ConfigError, HarmonizerError, Interrupted, OutputError
 
@@ -369,7 +370,8 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
         it until the output is written; the file is deleted on the way out, whatever
         happens, and has no name to leave behind even if the process is killed).
     """
-    from harmonizer_cli.core.audio_io import check_output_path, load_audio
+    from harmonizer_cli.core.audio_io import load_audio
+    from harmonizer_cli.core.audio_out import check_output_path
 
     started = time.perf_counter()
     progress = _JobProgress(on_progress)
@@ -391,7 +393,8 @@ def run_job(job: ExtendJob, *, on_progress: ProgressFn = None) -> ExtendRecord:
 def _extend_and_write(job: ExtendJob, audio, *, started: float, load_seconds: float, progress: _JobProgress,
                       video_format: Optional[str], inputs: tuple, reporting: bool) -> ExtendRecord:
     """``run_job`` once the song is loaded: extend, write, and the record."""
-    from harmonizer_cli.core.audio_io import Audio, output_format_for, output_subtype_for, save_audio
+    from harmonizer_cli.core.audio_io import Audio, output_subtype_for
+    from harmonizer_cli.core.audio_out import output_format_for, save_audio
     from harmonizer_cli.core.extend import extend_audio
 
     on_progress = progress.on_progress if reporting else None
@@ -449,7 +452,7 @@ def _extend_and_write(job: ExtendJob, audio, *, started: float, load_seconds: fl
 
 def _written_rate(format: str, sample_rate: int) -> int:
     """The sample rate an audio output is written at (Opus: 48 kHz unless the music is at a rate it takes)."""
-    from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
+    from harmonizer_cli.core.audio_out import OUTPUT_FORMATS
     from harmonizer_cli.core.media import AUDIO_OUTPUT_CODECS, encoded_sample_rate
 
     if format in AUDIO_OUTPUT_CODECS and format in OUTPUT_FORMATS:

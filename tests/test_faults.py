@@ -452,9 +452,9 @@ def _fail_mkstemp(*args, **kwargs):
 
 
 def test_extend_unwritable_folder_injected(song, tmp_path, monkeypatch):
-    import harmonizer_cli.core.audio_io as audio_io
+    import harmonizer_cli.core.audio_out as audio_out
 
-    monkeypatch.setattr(audio_io.tempfile, "mkstemp", _fail_mkstemp)
+    monkeypatch.setattr(audio_out.tempfile, "mkstemp", _fail_mkstemp)
     result = runner.invoke(app, ["extend", str(song), "-s", "20", "-o", str(tmp_path / "out.wav"), "--no-model"])
     assert result.exit_code == 6, result.output
     assert "cannot create a file" in result.stderr and "Permission denied" in result.stderr

@@ -187,14 +187,14 @@ def test_run_job_on_a_spooled_song_writes_the_same_file_and_leaves_nothing(song_
 
 @pytest.mark.parametrize("failure", [Interrupted(15), KeyboardInterrupt(), RuntimeError("a bug")])
 def test_run_job_deletes_the_decoded_file_when_it_fails(song_file, tmp_path, spooled_handles, monkeypatch, failure):
-    from harmonizer_cli.core import audio_io
+    from harmonizer_cli.core import audio_out
 
     monkeypatch.setattr(jobs, "SPOOL_OVER_SECONDS", 1.0)
 
     def failing(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(audio_io, "save_audio", failing)  # fails after extending, while writing
+    monkeypatch.setattr(audio_out, "save_audio", failing)  # fails after extending, while writing
     with pytest.raises(type(failure)):
         jobs.run_job(_job(song_file, tmp_path / "out.wav"))
     assert len(spooled_handles) == 2 and all(handle.closed for handle in spooled_handles)

@@ -11,7 +11,7 @@ new music is ``core.video``'s; it shares the encoder and muxing steps here
 
 PyAV is imported inside the functions that need it (``pyav()``), never at module level:
 the CLI imports this module at start-up and ``harmonizer --help`` must stay fast. Writers
-get a temporary path (``audio_io.atomic_output``), so the FFmpeg muxer is always named
+get a temporary path (``audio_out.atomic_output``), so the FFmpeg muxer is always named
 explicitly rather than guessed from the ``.part`` file name.
 """
 
@@ -500,7 +500,7 @@ def write_audio_file(tmp: str | os.PathLike, samples, sample_rate: int, *, forma
 
     Opus takes 8, 12, 16, 24 or 48 kHz: other rates are resampled (soxr) to 48 kHz;
     AAC takes the usual rates from 8 to 96 kHz. Meant to run inside
-    ``audio_io.atomic_output``, which owns the temporary file.
+    ``audio_out.atomic_output``, which owns the temporary file.
 
     Parameters
     ----------

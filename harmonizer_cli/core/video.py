@@ -168,7 +168,7 @@ def mux_soundtrack(video_path: str | os.PathLike, music: "Audio", out_path: str 
     OutputError
         The output exists, is an input, or cannot be written. Nothing is left behind.
     """
-    from harmonizer_cli.core.audio_io import atomic_output, check_output_path
+    from harmonizer_cli.core.audio_out import atomic_output, check_output_path
 
     av = pyav()
     video_path, out_path = Path(video_path), Path(out_path)

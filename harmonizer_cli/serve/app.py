@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from harmonizer_cli import __version__
-from harmonizer_cli.core.audio_io import OUTPUT_FORMATS
+from harmonizer_cli.core.audio_out import OUTPUT_FORMATS
 from harmonizer_cli.errors import ConfigError, HarmonizerError
 from harmonizer_cli.jobs import MAX_CLIP_SECONDS, MAX_TARGET_SECONDS, target_seconds_from
 from harmonizer_cli.serve import worker

@@ -385,7 +385,7 @@ def save_model_folder(
     Path
         The folder.
     """
-    from harmonizer_cli.core.audio_io import atomic_output
+    from harmonizer_cli.core.audio_out import atomic_output
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -236,7 +236,7 @@ def _spectrogram_figure(features: np.ndarray, title: str, *, spec: LogMelSpec, p
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from harmonizer_cli.core.audio_io import atomic_output
+    from harmonizer_cli.core.audio_out import atomic_output
 
     image = (features.reshape(-1, spec.n_steps, spec.n_mels).reshape(-1, spec.n_mels).T
              * _DB_PER_NEPER)

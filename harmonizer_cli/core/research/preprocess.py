@@ -208,7 +208,8 @@ def song_id_for(relative: str) -> str:
 
 def _process_song(task: tuple[str, str, str, PreprocessConfig]) -> dict:
     """Decode one song and write its shard; runs in a worker process. Never raises for bad audio."""
-    from harmonizer_cli.core.audio_io import atomic_output, load_audio, to_model_view
+    from harmonizer_cli.core.audio_io import load_audio, to_model_view
+    from harmonizer_cli.core.audio_out import atomic_output
 
     source, relative, shard_path, config = task
     try:
@@ -254,7 +255,7 @@ def _sidecar_path(shard: Path) -> Path:
 
 def _write_sidecar(shard: Path, record: dict, feature_hash: str) -> None:
     """Record beside a finished shard what it was made from (see "Resumable")."""
-    from harmonizer_cli.core.audio_io import atomic_output
+    from harmonizer_cli.core.audio_out import atomic_output
 
     facts = {"relative": record["relative"], "size": record["size"], "mtime_ns": record["mtime_ns"],
              "feature_hash": feature_hash, "n_samples": record["n_samples"],
@@ -475,7 +476,7 @@ def _build_manifest(
 
 def _write_manifest(manifest_path: Path, manifest: dict, shard_folder: Path, songs: list[dict]) -> None:
     """Write ``manifest.json``, then remove the shards and sidecars it does not reference."""
-    from harmonizer_cli.core.audio_io import atomic_output
+    from harmonizer_cli.core.audio_out import atomic_output
 
     with atomic_output(manifest_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -155,7 +155,7 @@ def _fetch_archive(
     on_progress: ProgressFn,
     on_file: Callable[[FileResult], None] | None,
 ) -> FetchSummary:
-    from harmonizer_cli.core.audio_io import atomic_output
+    from harmonizer_cli.core.audio_out import atomic_output
 
     marker = _marker_path(dest, source.location)
     if not options.force:

@@ -1,0 +1,363 @@
+"""Writing audio files: the output side of ``audio_io``.
+
+``save_audio`` writes wav, flac, ogg, mp3 (libsndfile), m4a and opus (PyAV, through
+``core.media``), chosen by the extension, in blocks, through a temporary file in the
+destination folder that is renamed into place only when complete (``atomic_output``,
+which every writer of a result file in the package uses; ``check_output_path`` refuses
+outputs that would overwrite an input or an existing file). Overs of full scale are
+brought down by a smooth gain dip (``limited``); a WAV of more than 4 GiB is written as
+RF64. Reading audio is ``audio_io``'s, which re-exports the public names here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from harmonizer_cli.core._typing import ProgressFn
+from harmonizer_cli.errors import OutputError
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "WAV_SUBTYPES",
+    "WAV_LIMIT_BYTES",
+    "save_audio",
+    "limited",
+    "output_format_for",
+    "check_output_path",
+    "atomic_output",
+]
+
+#: Output formats: name -> (container, codec): the libsndfile major format and default
+#: subtype, except m4a (AAC) and opus (Opus in Ogg), which PyAV writes (``_PYAV_OUTPUTS``).
+OUTPUT_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "m4a": ("M4A", "AAC"),
+    "opus": ("OGG", "OPUS"),
+}
+_PYAV_OUTPUTS = frozenset({"m4a", "opus"})
+
+#: Subtype names accepted for ``bit_depth``-like choices.
+WAV_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+# Frames per block when reading or writing (a few minutes of Ogg Vorbis written in one
+# libsndfile call crash it with a segmentation fault).
+_BLOCK_FRAMES = 1 << 16
+
+# Below this much free space, a failed write is reported as a full disk.
+_LOW_DISK_BYTES = 1 << 20
+
+
+def output_format_for(path: str | os.PathLike, format: str | None = None) -> str:
+    """The output format name (``wav``, ``flac``, ``ogg``, ``mp3``, ``m4a`` or ``opus``) for ``path``.
+
+    ``format`` wins when given; otherwise the extension decides; unknown extensions
+    raise ``ConfigError``-like ``OutputError``.
+    """
+    name = (format or Path(path).suffix.lstrip(".")).lower()
+    if name == "oga":
+        name = "ogg"
+    if name not in OUTPUT_FORMATS:
+        raise OutputError(
+            f"unsupported output format {name!r} (choose from {', '.join(OUTPUT_FORMATS)})",
+            path=path,
+        )
+    return name
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Refuse outputs that would overwrite an input or an existing file.
+
+    Raises
+    ------
+    OutputError
+        The output is one of ``inputs``, exists and ``overwrite`` is false, is a
+        directory, or its folder does not exist or is not writable.
+    """
+    path = Path(path)
+    for source in inputs:
+        source = Path(source)
+        if _same_file(path, source) or path.resolve() == source.resolve():
+            raise OutputError("output would overwrite the input file", path=path)
+    if path.is_dir():
+        raise OutputError("is a directory", path=path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (use --force to overwrite)", path=path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", path=path)
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"folder {folder} is not writable", path=path)
+    return path
+
+
+def _default_permissions(tmp: Path) -> None:
+    """Give a finished temporary file the mode a plainly created file would have.
+
+    ``mkstemp`` creates files readable by their owner only (0600); unless the
+    caller chose another mode, use 0666 less the umask, like ``open(path, "w")``.
+    """
+    with contextlib.suppress(OSError):
+        if tmp.stat().st_mode & 0o777 == 0o600:
+            tmp.chmod(0o666 & ~_current_umask())
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o077)  # elsewhere: briefly the strictest mask, never a looser one
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    On any exception, ``KeyboardInterrupt`` and signals included, the temporary file
+    is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> with atomic_output("out.json") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file in {folder} ({exc.strerror})", path=path) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if path.exists() and not overwrite:
+            raise OutputError("already exists (use --force to overwrite)", path=path)
+        _default_permissions(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write ({exc.strerror or exc})", path=path) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code
+
+
+def _without_peak_chunk(handle: "sf.SoundFile") -> None:
+    """Keep libsndfile from writing a PEAK chunk into a float WAV/AIFF.
+
+    The chunk holds the time of writing, so two runs of the same job would give
+    different bytes. soundfile has no public switch: this uses its libsndfile
+    binding and does nothing if that is not there.
+    """
+    try:
+        sf._snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+    except AttributeError:
+        pass
+
+
+def _blocks_of(samples, block_frames: int = _BLOCK_FRAMES):
+    """``(n_frames, n_channels, blocks)`` of an array or of a stream with ``blocks()``."""
+    if hasattr(samples, "blocks"):
+        return int(samples.n_samples), int(samples.n_channels), samples.blocks(block_frames)
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[:, None]
+    return array.shape[0], array.shape[1], (array[start:start + block_frames]
+                                            for start in range(0, array.shape[0], block_frames))
+
+
+#: Reach of the peak limiter (s): a gain dip starts this long before an over and ends
+#: this long after it (four 2.5 ms stages: a moving minimum over +-2 stages, then two
+#: moving means over +-1), smooth enough to splatter nothing above the codec's band.
+LIMITER_STAGE_SECONDS = 0.0025
+
+
+def _limiter_gain(samples: np.ndarray, stage: int) -> np.ndarray:
+    """The limiter's gain for ``samples`` [shape=(n, channels)]: at most ``1 / |x|`` at
+    every sample over full scale, 1 far from any, changing smoothly (never a step)."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    peak = np.max(np.abs(samples), axis=1).astype(np.float64)
+    gain = 1.0 / np.maximum(peak, 1.0)
+    gain = minimum_filter1d(gain, size=4 * stage + 1, mode="nearest")
+    for _ in range(2):
+        gain = uniform_filter1d(gain, size=2 * stage + 1, mode="nearest")
+    return np.minimum(gain, 1.0 / np.maximum(peak, 1.0))  # rounding: never over full scale
+
+
+def limited(blocks, *, sample_rate: int):
+    """``blocks`` with every over full scale brought down by a smooth gain dip.
+
+    Decoded mp3s of loud masters overshoot full scale (up to +1 dB here) and an
+    extension is made of their samples: clipping them in an integer or lossy file
+    would put a burst of distortion above the codec's band at every over. The gain
+    is 1 wherever the audio is within [-1, 1] and no over is within 10 ms (those
+    samples pass bit for bit); a block at a time, with 10 ms of look-ahead and history
+    kept between blocks, so the result does not depend on the block size.
+    """
+    stage = max(1, int(round(LIMITER_STAGE_SECONDS * sample_rate)))
+    reach = 4 * stage
+    history = None  # the last ``reach`` frames passed on (context on the left)
+    pending = None  # frames not yet passed on (the look-ahead)
+
+    def emit(frames: np.ndarray, right: np.ndarray | None) -> np.ndarray:
+        context = frames if history is None else np.concatenate([history, frames])
+        whole = np.concatenate([context, right]) if right is not None else context
+        if float(np.max(np.abs(whole), initial=0.0)) <= 1.0:
+            return frames
+        left = context.shape[0] - frames.shape[0]
+        gain = _limiter_gain(whole, stage)[left:left + frames.shape[0]]
+        return (frames * gain[:, None]).astype(np.float32)
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        pending = block if pending is None else np.concatenate([pending, block])
+        if pending.shape[0] <= reach:
+            continue
+        ready, pending = pending[:-reach], pending[-reach:]
+        out = emit(ready, pending)
+        history = (ready if history is None else np.concatenate([history, ready]))[-reach:]
+        yield out
+    if pending is not None and pending.shape[0]:
+        yield emit(pending, None)
+
+
+#: WAV data over this many bytes is written as RF64 (plain WAV holds at most 4 GiB).
+WAV_LIMIT_BYTES = (1 << 32) - (1 << 20)
+_SUBTYPE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def save_audio(
+    path: str | os.PathLike,
+    samples,
+    sample_rate: int,
+    *,
+    format: str | None = None,
+    subtype: str | None = None,
+    overwrite: bool = False,
+    inputs: tuple[str | os.PathLike, ...] = (),
+    on_progress: ProgressFn = None,
+) -> Path:
+    """Write audio atomically, in blocks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination. Its extension picks the format unless ``format`` is given.
+    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)], or a stream
+        Float samples, or an object with ``n_samples``, ``n_channels`` and
+        ``blocks(block_frames)`` (an extension's output, rendered as it is written:
+        an output of hours is never whole in memory). Overs of full scale are brought
+        down by a smooth gain dip (``limited``) for every format but float WAV.
+    sample_rate : int
+        Samples per second.
+    format : {"wav", "flac", "ogg", "mp3", "m4a", "opus"}, optional
+        m4a is AAC (96 kbit/s per channel) and opus is Opus in Ogg (64 kbit/s per
+        channel, at 48 kHz unless the audio is at 8, 12, 16 or 24 kHz: other rates
+        are resampled), both written through PyAV. A WAV of more than 4 GiB is
+        written as RF64 (its 64-bit successor, which players of long files read).
+    subtype : str, optional
+        A libsndfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, …) or one of
+        ``"16"``, ``"24"``, ``"float"``; default 16-bit PCM for wav and flac. Ignored
+        for m4a and opus.
+    overwrite : bool
+        Replace an existing file (``--force``).
+    inputs : tuple of paths
+        Files that must never be written to (the command's inputs).
+    on_progress : callable(done, total), optional
+        Frames written so far, after each block.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        The output exists (without ``overwrite``), is an input, or cannot be written
+        (unwritable folder, disk full). Nothing is left behind.
+    """
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    name = output_format_for(path, format)
+    major, default_subtype = OUTPUT_FORMATS[name]
+    subtype = WAV_SUBTYPES.get(str(subtype), subtype) or default_subtype
+    n_frames, n_channels, blocks = _blocks_of(samples)
+    if n_frames == 0:
+        raise OutputError("refusing to write an empty file (no samples)", path=path)
+    if on_progress is not None:
+        blocks = _reporting(blocks, n_frames, on_progress)
+    if subtype not in ("FLOAT", "DOUBLE"):
+        blocks = limited(blocks, sample_rate=int(sample_rate))  # integer and lossy files hold [-1, 1]
+    if name in _PYAV_OUTPUTS:
+        from harmonizer_cli.core.media import write_audio_file
+
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            write_audio_file(tmp, blocks, sample_rate, format=name, path=path, n_frames=n_frames,
+                             n_channels=n_channels)
+        return path
+    if major == "WAV" and n_frames * n_channels * _SUBTYPE_BYTES.get(subtype, 4) > WAV_LIMIT_BYTES:
+        major = "RF64"
+    if not sf.check_format(major, subtype):
+        raise OutputError(f"{name} files cannot hold subtype {subtype}", path=path)
+    clip = subtype not in ("FLOAT", "DOUBLE")
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        try:
+            with sf.SoundFile(
+                str(tmp), mode="w", samplerate=int(sample_rate), channels=n_channels,
+                format=major, subtype=subtype,
+            ) as handle:
+                if subtype in ("FLOAT", "DOUBLE"):
+                    _without_peak_chunk(handle)
+                for block in blocks:
+                    block = np.asarray(block, dtype=np.float32)
+                    handle.write(np.clip(block, -1.0, 1.0) if clip else block)
+        except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
+            # libsndfile reports a full disk as "System error."; soundfile asserts on a
+            # short write: name the likely cause when the folder has no space left
+            reason = str(exc) or "short write"
+            with contextlib.suppress(OSError):
+                if shutil.disk_usage(path.parent if str(path.parent) else ".").free < _LOW_DISK_BYTES:
+                    reason = "no space left on device"
+            raise OutputError(f"cannot write {name} ({reason})", path=path) from exc
+    return path
+
+
+def _reporting(blocks, total: int, on_progress):
+    """``blocks``, reporting the frames passed on after each."""
+    done = 0
+    for block in blocks:
+        yield block
+        done += block.shape[0]
+        on_progress(min(done, total), total)
