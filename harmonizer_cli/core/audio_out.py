@@ -201,17 +201,37 @@ def _blocks_of(samples, block_frames: int = _BLOCK_FRAMES):
 LIMITER_STAGE_SECONDS = 0.0025
 
 
+def _moving(values: np.ndarray, half: int, how: str) -> np.ndarray:
+    """The minimum or mean of ``values`` within ``half`` samples either side (edges repeated)."""
+    padded = np.pad(values, half, mode="edge")
+    if how == "min":
+        return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).min(axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(padded)])
+    return (cum[2 * half + 1:] - cum[:-2 * half - 1]) / (2 * half + 1)
+
+
 def _limiter_gain(samples: np.ndarray, stage: int) -> np.ndarray:
     """The limiter's gain for ``samples`` [shape=(n, channels)]: at most ``1 / |x|`` at
-    every sample over full scale, 1 far from any, changing smoothly (never a step)."""
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+    every sample over full scale, 1 far from any, changing smoothly (never a step).
 
+    A moving minimum over +-2 stages, then two moving means over +-1: each value depends
+    only on the samples within 4 stages, so only the stretches around overs are computed
+    (the rest is 1), in numpy."""
     peak = np.max(np.abs(samples), axis=1).astype(np.float64)
-    gain = 1.0 / np.maximum(peak, 1.0)
-    gain = minimum_filter1d(gain, size=4 * stage + 1, mode="nearest")
-    for _ in range(2):
-        gain = uniform_filter1d(gain, size=2 * stage + 1, mode="nearest")
-    return np.minimum(gain, 1.0 / np.maximum(peak, 1.0))  # rounding: never over full scale
+    ceiling = 1.0 / np.maximum(peak, 1.0)
+    gain = np.ones(peak.size)
+    over = np.flatnonzero(peak > 1.0)
+    if over.size == 0:
+        return gain
+    reach = 4 * stage
+    breaks = np.flatnonzero(np.diff(over) > 2 * reach)
+    for first, last in zip(np.r_[over[0], over[breaks + 1]], np.r_[over[breaks], over[-1]]):
+        lo, hi = max(0, first - 2 * reach), min(peak.size, last + 2 * reach + 1)
+        part = _moving(ceiling[lo:hi], 2 * stage, "min")
+        for _ in range(2):
+            part = _moving(part, stage, "mean")
+        gain[lo:hi] = np.minimum(gain[lo:hi], part)
+    return np.minimum(gain, ceiling)  # rounding: never over full scale
 
 
 def limited(blocks, *, sample_rate: int):
