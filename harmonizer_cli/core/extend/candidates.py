@@ -244,6 +244,26 @@ def _context_cost(analysis: SongAnalysis) -> np.ndarray:
     return np.where(present >= weights.sum() / 3.0, cost / np.maximum(present, 1e-12), np.nan)
 
 
+def _odd_costs_more(analysis: SongAnalysis) -> bool:
+    """Whether the beats are likely a subdivision of the felt beat (``SUBDIVISION_BEAT_SECONDS``)."""
+    return not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS
+
+
+def _with_position_cost(cost: np.ndarray, lag: np.ndarray, landing_downbeat: np.ndarray, *, bar: int,
+                        fallback: bool, odd_costs_more: bool) -> np.ndarray:
+    """``cost`` plus the jump's musical position: an odd jump over a subdivided beat, the place
+    in the planning bar (the same is free, half a bar costs, other beats more; only a soft
+    preference on the no-pulse grid) and a landing off the downbeat."""
+    if odd_costs_more:
+        cost = cost + np.where(lag % 2 == 0, 0.0, ODD_SUBDIVISION_PENALTY)
+    if fallback:
+        phase_penalty = np.where(lag % bar == 0, 0.0, NO_PULSE_OFF_BAR_PENALTY)
+    else:
+        phase_penalty = np.where(lag % bar == 0, 0.0,
+                                 np.where(lag % max(1, bar // 2) == 0, HALF_BAR_PENALTY, OFF_BAR_PENALTY))
+    return cost + phase_penalty + np.where(landing_downbeat, 0.0, OFF_DOWNBEAT_PENALTY)
+
+
 def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: int = 12) -> JumpCandidates:
     """The ``per_source`` best jumps from each beat, and the cost of every allowed jump.
 
@@ -271,15 +291,9 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     a_idx, b_idx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     lag = b_idx - a_idx
     valid = np.isfinite(cost) & (np.abs(lag) >= min_lag_beats) & (a_idx >= 1)
-    if not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS:
-        cost = cost + np.where(lag % 2 == 0, 0.0, ODD_SUBDIVISION_PENALTY)
-    # musical position: same place in the bar is free, half-bar costs, other beats more
-    phase_penalty = np.where(lag % bar == 0, 0.0,
-                             np.where(lag % max(1, bar // 2) == 0, HALF_BAR_PENALTY, OFF_BAR_PENALTY))
-    if analysis.fallback:
-        phase_penalty = np.where(lag % bar == 0, 0.0, NO_PULSE_OFF_BAR_PENALTY)
     downbeat = (np.arange(n) - analysis.downbeat_phase) % analysis.beats_per_bar == 0
-    cost = cost + phase_penalty + np.where(downbeat[None, :], 0.0, OFF_DOWNBEAT_PENALTY)
+    cost = _with_position_cost(cost, lag, downbeat[None, :], bar=bar, fallback=bool(analysis.fallback),
+                               odd_costs_more=_odd_costs_more(analysis))
     if analysis.mel_before_db is not None:
         cost = cost + LOCAL_WEIGHT * _local_seam_cost(analysis)
     # rhythmic verification: small lags move the landing, large ones drop the jump
@@ -379,7 +393,7 @@ class JumpCosts:
         self.n = n
         self.shape = (n, n)
         self.min_lag = int(min_lag_beats)
-        self.odd_costs_more = not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS
+        self.odd_costs_more = _odd_costs_more(analysis)
         self.bar = unit_beats(analysis)
         self.fallback = analysis.fallback
         self.times = analysis.beat_seconds
@@ -509,14 +523,8 @@ class JumpCosts:
         (``jump_candidates``' terms, in its order)."""
         lag = b - a
         valid = np.isfinite(context) & (np.abs(lag) >= self.min_lag) & (a >= 1)
-        if self.odd_costs_more:  # (beats likely a subdivision of the felt beat)
-            context = context + np.where(lag % 2 == 0, 0.0, ODD_SUBDIVISION_PENALTY)
-        if self.fallback:
-            phase_penalty = np.where(lag % self.bar == 0, 0.0, NO_PULSE_OFF_BAR_PENALTY)
-        else:
-            phase_penalty = np.where(lag % self.bar == 0, 0.0,
-                                     np.where(lag % max(1, self.bar // 2) == 0, HALF_BAR_PENALTY, OFF_BAR_PENALTY))
-        cost = context + phase_penalty + np.where(self.downbeat[b], 0.0, OFF_DOWNBEAT_PENALTY)
+        cost = _with_position_cost(context, lag, self.downbeat[b], bar=self.bar, fallback=bool(self.fallback),
+                                   odd_costs_more=self.odd_costs_more)
         if local is not None:
             cost = cost + LOCAL_WEIGHT * local
         shift = np.where(told, lags, 0.0)
