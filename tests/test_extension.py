@@ -382,6 +382,38 @@ def test_every_seam_is_audited_against_the_song(song, monkeypatch):
     assert result.samples.shape[0] == int(round(50.0 * song.sample_rate))
 
 
+def test_a_plan_whose_layout_misses_the_length_is_replanned(song, monkeypatch):
+    """The seams' groove alignments can add up (hundreds of loops of a short clip) to more
+    than the local stretch takes: the audit measures the laid-out length, re-plans for the
+    target moved by what was missed, and never keeps a plan the stretch cannot finish."""
+    import dataclasses
+
+    from harmonizer_cli.core.extend import audit
+
+    targets, splices = [], []
+    real_plan, real_splice = audit.plan_path, audit.splice
+
+    def spy(analysis, target_seconds, **kwargs):
+        targets.append(target_seconds)
+        return real_plan(analysis, target_seconds, **kwargs)
+
+    def short_first(audio, analysis, plan, target_seconds, **kwargs):
+        spliced = real_splice(audio, analysis, plan, target_seconds, **kwargs)
+        if not splices:  # the first layout comes out 2 s short of its target
+            spliced = dataclasses.replace(spliced, n_target=spliced.n_target + 2 * audio.sample_rate)
+        splices.append(spliced)
+        return spliced
+
+    monkeypatch.setattr(audit, "plan_path", spy)
+    monkeypatch.setattr(audit, "splice", short_first)
+    result = extend_audio(song, target_seconds=50.0, seed=1)
+    assert len(targets) >= 2
+    assert targets[0] == 50.0
+    expected = 50.0 + (splices[0].n_target - splices[0].timeline.n_samples) / song.sample_rate
+    assert targets[1] == pytest.approx(expected)   # the next plan aims 2 s (and the residual) further
+    assert result.samples.shape[0] == int(round(50.0 * song.sample_rate))
+
+
 def test_a_quiet_intro_among_loud_music_is_charged_as_a_dip():
     from harmonizer_cli.core.extend import analyze_song
     from harmonizer_cli.core.extend.candidates import seam_dip

@@ -68,10 +68,11 @@ def command(
     ending are never stretched. A target shorter than the song shortens it
     the same way (forward jumps).
 
-    Fallbacks: input shorter than 6 s (or fewer than 8 beats) and digital
-    silence are errors (exit 3); music without a detectable pulse is cut on a
-    fixed 0.5 s grid with longer (80 ms) crossfades whose seams may move freely
-    ("fallback": "no-pulse" in --json).
+    Short clips (from 2 s, a few bars) are looped on the beat and end with
+    their own ending. Input shorter than 2 s and digital silence are errors
+    (exit 3); music without a detectable pulse (or fewer than 8 beats) is cut
+    on a fixed 0.5 s grid with longer (80 ms) crossfades whose seams may move
+    freely ("fallback": "no-pulse" in --json).
 
     --video CLIP fits the music to a clip: the target is the clip's exact
     duration; -o scored.mp4 (or .mov: AAC audio; .mkv, .webm: Opus) writes the

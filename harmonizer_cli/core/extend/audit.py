@@ -11,6 +11,7 @@ at most ``SEAM_AUDIT_ROUNDS`` plans in all; the least exposed is kept.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -19,16 +20,16 @@ from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_
 from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.plan import (
-    PlannedPath, plan_path, seam_shift_seconds,
+    PlannedPath, plan_path,
 )
-from harmonizer_cli.core.extend.render import SEAM_BUDGET_SHARE, splice
-from harmonizer_cli.core.extend.stretch import MAX_STRETCH, MAX_STRETCH_SECONDS
+from harmonizer_cli.core.extend.render import Spliced, splice
+from harmonizer_cli.core.extend.stretch import stretch_can_finish
 from harmonizer_cli.core.quality.groove import (
     GROOVE_GAP_SECONDS, GROOVE_WINDOW_SECONDS, Pulse, find_pulse, onset_envelope, phase_jumps,
 )
 from harmonizer_cli.core.quality.seams import seam_exposure
 
-__all__ = ["audited_plan", "reaches_length", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
+__all__ = ["audited_plan", "AuditedPlan", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
 
 #: A seam is exposed where it reads above this percentile of the song's own moments.
 EXPOSURE_PERCENTILE = 80.0
@@ -89,14 +90,18 @@ def _seam_exposure_of(spliced, jumps: list, limits: np.ndarray, sample_rate: int
     return worst
 
 
-def reaches_length(plan: PlannedPath, analysis: SongAnalysis) -> bool:
-    """Whether the seams' shifts and the local stretch can take the plan's residual."""
-    shift = seam_shift_seconds(analysis)
-    return abs(plan.residual_seconds) <= SEAM_BUDGET_SHARE * len(plan.jumps) * shift + MAX_STRETCH * MAX_STRETCH_SECONDS
+@dataclass
+class AuditedPlan:
+    """The plan the audit kept, laid out, and whether the local stretch can finish it."""
+
+    plan: PlannedPath
+    spliced: Optional[Spliced]
+    reaches: bool
+    seconds: dict   # time spent planning ("plan") and rendering the seams to audit them ("render")
 
 
 def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *, seed: int,
-                 guidance: Optional[TargetCost], song_mono: np.ndarray, view: np.ndarray) -> tuple[PlannedPath, dict]:
+                 guidance: Optional[TargetCost], song_mono: np.ndarray, view: np.ndarray) -> AuditedPlan:
     """The least exposed of at most ``SEAM_AUDIT_ROUNDS`` plans.
 
     Every seam as rendered must be no more exposed (sample step, spectral jump) than
@@ -104,11 +109,11 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
     jump whose seam does gets banned and the path re-planned. ``view`` is the song's
     22050 Hz mono view (its pulse is found there once).
 
-    Returns
-    -------
-    plan : PlannedPath
-    seconds : dict
-        Time spent planning (``"plan"``) and rendering the seams to audit them (``"render"``).
+    The length is checked as laid out: each seam is aligned on the groove (up to 15 ms
+    either way), and over the hundreds of seams of a looped clip those alignments can
+    add up to more than the seams' shifts and the local stretch can take. A plan whose
+    laid-out length the stretch cannot finish is re-planned for the target moved by
+    what it missed (the same junctions align the same way), and ranks last.
     """
     import time
 
@@ -117,9 +122,10 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
     banned: set = set()
     best = None
     plan_seconds = render_seconds = 0.0
+    offset = 0.0  # what the layout of the last plan missed, added to the target the next plan aims for
     for attempt in range(SEAM_AUDIT_ROUNDS):
         clock = time.perf_counter()
-        plan = plan_path(analysis, target_seconds, seed=seed, target_cost=guidance, banned=frozenset(banned))
+        plan = plan_path(analysis, target_seconds + offset, seed=seed, target_cost=guidance, banned=frozenset(banned))
         plan_seconds += time.perf_counter() - clock
         clock = time.perf_counter()
         spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono)
@@ -130,14 +136,20 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
         else:
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock
+        reaches = stretch_can_finish(spliced, audio.sample_rate)
         # (a plan the seams and the local stretch cannot bring to length ranks last)
-        rank = (not reaches_length(plan, analysis), float(worst.max()) if worst.size else 0.0)
+        rank = (not reaches, float(worst.max()) if worst.size else 0.0)
         if np.isfinite(plan.score) and (best is None or rank < best[0]):
-            best = (rank, plan)
+            best = (rank, plan, spliced)
         exposed = [plan.jumps[k] for k in np.flatnonzero(worst > 1.0)]
-        if not exposed or attempt + 1 == SEAM_AUDIT_ROUNDS:
+        if (reaches and not exposed) or attempt + 1 == SEAM_AUDIT_ROUNDS:
             break
+        if not reaches:
+            offset += (spliced.n_target - spliced.timeline.n_samples) / audio.sample_rate
         for a, b in exposed:  # the cut and the same cut a beat either side
             banned.update({(a, b), (a - 1, b - 1), (a + 1, b + 1)})
-    chosen = best[1] if best is not None else plan  # (no plan at all: the stretch says why it cannot be done)
-    return chosen, {"plan": plan_seconds, "render": render_seconds}
+    seconds = {"plan": plan_seconds, "render": render_seconds}
+    if best is None:  # no plan at all: the stretch says why it cannot be done
+        return AuditedPlan(plan, spliced, False, seconds)
+    (unreachable, _), plan, spliced = best
+    return AuditedPlan(plan, spliced, not unreachable, seconds)

@@ -24,7 +24,7 @@ from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono, to_model_view
 from harmonizer_cli.core.decoded import is_on_disk, spooled_view
 from harmonizer_cli.core.extend.analysis import analyze_song
-from harmonizer_cli.core.extend.audit import audited_plan, reaches_length
+from harmonizer_cli.core.extend.audit import audited_plan
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.render import Timeline, splice
 from harmonizer_cli.core.extend.stretch import Output, finish_length
@@ -198,7 +198,7 @@ def extend_audio(
     Raises
     ------
     AudioError
-        Too short to analyse (< 6 s or < 8 beats) or digital silence.
+        Too short to analyse (< 2 s) or digital silence.
     ConfigError
         Unknown engine, non-positive target, or the neural engine asked to shorten.
     ModelError
@@ -231,19 +231,21 @@ def extend_audio(
     guidance = TargetCost(predictor, mono) if predictor is not None else None
     guidance_seconds = time.perf_counter() - clock
     song_mono = audio.samples.mono() if on_disk else to_mono(audio.samples)
-    plan, seconds = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
-                                 view=mono)
-    if not reaches_length(plan, analysis) and analysis.fallback is None:
+    audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
+                           view=mono)
+    seconds = audited.seconds
+    if not audited.reaches and analysis.fallback is None:
         # no beat-grid path comes close enough (a short clip extended by less than a
         # bar, say): the fine no-pulse grid can cut anywhere
         analysis = analyze_song(mono, path=path, force_grid=True)
-        plan, more = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance,
-                                  song_mono=song_mono, view=mono)
-        seconds = {key: seconds[key] + more[key] for key in seconds}
+        audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance,
+                               song_mono=song_mono, view=mono)
+        seconds = {key: seconds[key] + audited.seconds[key] for key in seconds}
     timings["plan"] = round(guidance_seconds + seconds["plan"], 4)
     progress(2, 3)
     clock = time.perf_counter()
-    spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono)
+    # (the audit laid the kept plan out already)
+    spliced = audited.spliced or splice(audio, analysis, audited.plan, target_seconds, song_mono=song_mono)
     out, seams, segments, stretch = finish_length(spliced, audio.sample_rate)
     timings["render"] = round(seconds["render"] + time.perf_counter() - clock, 4)
     progress(3, 3)

@@ -19,7 +19,7 @@ from harmonizer_cli.core.audio_io import to_mono
 from harmonizer_cli.core.extend.render import FULL_SCALE_OVERS, Spliced, Timeline, normalised_xcorr
 from harmonizer_cli.errors import AudioError
 
-__all__ = ["Output", "wsola", "stretch_to_length", "finish_length", "PREFERRED_STRETCH", "MAX_STRETCH", "MAX_STRETCH_SECONDS"]
+__all__ = ["Output", "wsola", "stretch_to_length", "finish_length", "stretch_can_finish", "PREFERRED_STRETCH", "MAX_STRETCH", "MAX_STRETCH_SECONDS"]
 
 #: The local time-stretch (WSOLA, pitch kept) that makes the length exact: the region
 #: is sized for PREFERRED_STRETCH and never stretched by more than MAX_STRETCH.
@@ -322,6 +322,16 @@ def stretch_to_length(timeline: Timeline, n_target: int, *, sample_rate: int, se
     info = {"factor": round((length + difference) / float(length), 6),
             "region_seconds": [round(start / sample_rate, 4), round((start + length + difference) / sample_rate, 4)]}
     return Output(timeline, (start, end), stretched), info
+
+
+def stretch_can_finish(spliced: Spliced, sample_rate: int) -> bool:
+    """Whether the local stretch can bring ``spliced`` to its exact length (what
+    ``finish_length`` would otherwise refuse): the difference the seams left, measured on
+    the laid-out output, fits one region of at most ``MAX_STRETCH``."""
+    difference = spliced.n_target - spliced.timeline.n_samples
+    return difference == 0 or _stretch_region(spliced.timeline.n_samples, difference, sample_rate=sample_rate,
+                                              head_keep_seconds=spliced.head_keep,
+                                              tail_keep_seconds=spliced.tail_keep) is not None
 
 
 def finish_length(spliced: Spliced, sample_rate: int) -> tuple[Output, list, list, Optional[dict]]:
