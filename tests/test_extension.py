@@ -482,6 +482,26 @@ def test_the_output_renders_the_same_in_blocks_and_by_range(song):
         assert np.array_equal(result.output.read(start, stop), whole[start:stop])
 
 
+@pytest.mark.parametrize("bpm", [120.0, 170.0])
+def test_a_looped_clip_loops_by_whole_bars(bpm):
+    """A loop is heard at every pass: one that is not whole bars shifts the downbeat (or
+    puts the felt beat off) every time. Loops off the bar are taken only as often as the
+    exact length needs (the cheapest loop by cost alone is 5, 9 or 15 beats here)."""
+    from collections import Counter
+
+    from harmonizer_cli.core.extend.analysis import analyze_song
+    from harmonizer_cli.core.extend.candidates import unit_beats
+    from harmonizer_cli.core.extend.plan import plan_path
+
+    song = make_song(9.0, bpm=bpm, sample_rate=44100, seed=3)
+    analysis = analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)))
+    plan = plan_path(analysis, 200.0, seed=0)
+    lags = Counter(a - b for a, b in plan.jumps)
+    whole = sum(n for lag, n in lags.items() if lag % unit_beats(analysis) == 0)
+    assert len(plan.jumps) >= 20 and whole >= len(plan.jumps) - 2, lags
+    assert abs(plan.residual_seconds) < 0.6
+
+
 def test_a_short_clip_loops_on_its_own_period():
     """Beats are tracked at the analysis hop (23 ms) and a short clip's tempo is uncertain:
     a loop of grid beats can be tens of ms long or short, and at every seam of a looped
@@ -496,5 +516,9 @@ def test_a_short_clip_loops_on_its_own_period():
     period = 60.0 / 93.9
     for off in (-0.025, 0.0, 0.025):  # about a frame of the analysis hop either way
         assert abs(fit(4 * period + off) - 4 * period) < 0.006, (off, fit(4 * period + off))
-    assert _loop_length_fit(analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)),
-                                         force_grid=True)) is None
+    # on the no-pulse grid (0.5 s here, not the clip's beat) a loop moves up to half a
+    # grid unit to where the clip matches itself: whole beats of the clip
+    grid_fit = _loop_length_fit(analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)),
+                                             force_grid=True))
+    for grid_length, beats in ((1.5, 2), (2.0, 3), (2.5, 4), (4.0, 6)):
+        assert abs(grid_fit(grid_length) - beats * period) < 0.006, (grid_length, grid_fit(grid_length))

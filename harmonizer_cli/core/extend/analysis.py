@@ -140,7 +140,7 @@ class SongAnalysis:
         How coherently those onsets fold (0: no pulse around the beat).
     onset : np.ndarray [shape=(n_frames,)] or None
         Onset strength per analysis frame (``HOP`` samples at 22050 Hz): how well the
-        song matches itself a loop's length later (``loops``). None on the no-pulse grid.
+        song matches itself a loop's length later (``loops``).
     """
 
     duration_seconds: float
@@ -615,5 +615,5 @@ def analyze_song(mono: np.ndarray, *, sample_rate: int = ANALYSIS_SAMPLE_RATE,
         levels=levels,
         rhythm=rhythm,
         rhythm_clarity=clarity,
-        onset=None if force_grid else onset.astype(np.float32),
+        onset=onset.astype(np.float32),
     )

@@ -38,10 +38,15 @@ STRETCH_SECONDS = 0.5
 MOOD_CANDIDATES = 400
 #: Added to each loop's cost: fewer seams at equal seam quality.
 PER_SEAM_COST = 0.3
+#: A length residual the seams cannot take goes to the local stretch: this much per
+#: second of it weighs against the loops' cost (half a second of stretch, about one
+#: loop that shifts the downbeat; beyond what the seams and the stretch take, nothing).
+STRETCH_COST_PER_SECOND = 10.0
 
 
 def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_min: int, last_start: int,
-                period: float, mood_cost: Optional[Callable[[float, float], float]] = None):
+                period: float, mood_cost: Optional[Callable[[float, float], float]] = None,
+                rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None):
     """The loop types: ``(a, b, length_seconds, cost, ending)``, or None.
 
     The cheapest loops of lengths at least a beat apart whose landings all lie a bar
@@ -56,6 +61,8 @@ def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_
     if a_idx.size == 0:
         return None
     cost = full[a_idx, b_idx]
+    if rhythm_cost is not None:  # a loop is heard at every pass: one off the bar stumbles every time
+        cost = cost + rhythm_cost(a_idx - b_idx)
     order = np.argsort(cost, kind="stable")[:MOOD_CANDIDATES]
     a_idx, b_idx, back, cost = a_idx[order], b_idx[order], back[order], cost[order]
     if mood_cost is not None:  # a loop played over and over is the output's mood
@@ -137,7 +144,8 @@ def _spread(counts: np.ndarray, *, last: int) -> list[int]:
 def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float, seg_min: int, last_start: int,
                period: float, seam_shift: float,
                mood_cost: Optional[Callable[[float, float], float]] = None,
-               loop_length: Optional[Callable[[float], float]] = None) -> Optional[tuple[list, list, float, float]]:
+               loop_length: Optional[Callable[[float], float]] = None,
+               rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Optional[tuple[list, list, float, float]]:
     """Jumps that loop a short clip to ``extra_seconds`` more than its length.
 
     Parameters
@@ -164,6 +172,11 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
         The loop length near a beat-grid length at which the clip best matches itself
         (its onsets a loop later): beats tracked at the analysis hop are up to 12 ms
         off, and a loop a few tens of ms long or short slips the groove at every seam.
+    rhythm_cost : callable(lags) -> costs, optional
+        The cost of each use of a loop by ``lags`` beats: nothing for whole bars, more
+        for a loop that keeps the beat but shifts the downbeat, most for one that puts
+        the felt beat off. The uses are costed, so a loop off the bar is taken as
+        rarely as the exact length allows, and the local stretch may take the rest.
 
     Returns
     -------
@@ -173,7 +186,7 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     # an extension shorter than a bar is one short loop: its segments may be shorter too
     shortest = min(seg_min, max(1, int(np.searchsorted(times, times[0] + extra_seconds - 0.5 * period))))
     types = _loop_types(cands, times, seg_min=shortest, head_min=shortest, last_start=last_start, period=period,
-                        mood_cost=mood_cost)
+                        mood_cost=mood_cost, rhythm_cost=rhythm_cost)
     if types is None:
         return None
     if loop_length is not None:
@@ -188,6 +201,7 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     units = np.maximum(np.round(lengths / RESOLUTION_SECONDS).astype(np.int64), 1)
     n_seams = extra_seconds / float(np.mean(lengths))
     slack = int(max(0.5 * period, 0.6 * seam_shift * n_seams + STRETCH_SECONDS) / RESOLUTION_SECONDS)
+    free = int(0.3 * seam_shift * n_seams / RESOLUTION_SECONDS)  # what the seams take without a stretch
     best_sum, choice = _knapsack(units, costs, max(0, int(round(rest / RESOLUTION_SECONDS))) + slack)
     found = None
     for last in (i for i, t in enumerate(types) if t[4]):  # each ending loop, used once at least
@@ -197,11 +211,20 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
         reachable = near[np.isfinite(best_sum[near])]
         if reachable.size == 0:
             continue
-        # the sum nearest the target, then the cheapest (the seams and the stretch take the rest)
-        x = int(reachable[np.lexsort((best_sum[reachable], np.abs(reachable - wanted)))][0])
-        key = (abs(x - wanted), best_sum[x] + costs[last])
+        distance = np.abs(reachable - wanted)
+        total = best_sum[reachable] + costs[last]
+        if rhythm_cost is None:  # the sum nearest the target, then the cheapest
+            pick = int(np.lexsort((total, distance))[0])
+            key = (float(distance[pick]), float(total[pick]))
+        else:  # the cheapest, a residual the seams cannot take weighed as the stretch it needs
+            stretch = np.maximum(0, distance - free) * RESOLUTION_SECONDS
+            total = np.where(stretch <= STRETCH_SECONDS, total + STRETCH_COST_PER_SECOND * stretch, np.inf)
+            if not np.isfinite(total).any():
+                continue
+            pick = int(np.lexsort((distance, total))[0])
+            key = (float(total[pick]), float(distance[pick]))
         if found is None or key < found[0]:
-            found = (key, x, last)
+            found = (key, int(reachable[pick]), last)
     if found is None:
         return None
     _, x, last = found

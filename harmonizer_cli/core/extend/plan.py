@@ -25,7 +25,9 @@ from typing import Optional
 import numpy as np
 
 from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
-from harmonizer_cli.core.extend.candidates import MAX_RHYTHM_SHIFT, JumpCandidates, jump_candidates, unit_beats
+from harmonizer_cli.core.extend.candidates import (
+    MAX_RHYTHM_SHIFT, SUBDIVISION_BEAT_SECONDS, JumpCandidates, jump_candidates, unit_beats,
+)
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
 from harmonizer_cli.core.extend.loops import plan_loops
@@ -110,6 +112,11 @@ MOOD_LOOP_WEIGHT = 0.1
 #: the grid length (a weak, distant maximum is another figure, not the loop).
 LOOP_FIT_BEATS = 0.1
 LOOP_FIT_GAIN = 0.02
+#: Each pass of a short clip's loop that is not whole bars: by an even number of (felt)
+#: beats, keeping the beat and its pairs (kick and snare) but shifting the downbeat; by
+#: an odd number, swapping the pairs (or, over a subdivided beat, putting the felt beat off).
+LOOP_DOWNBEAT_SHIFT_COST = 10.0
+LOOP_OFF_BEAT_COST = 25.0
 #: Path-search steps (jumps) over all restarts at most, and restarts at least.
 PLAN_STEP_BUDGET = 1200
 MIN_RESTARTS = 2
@@ -466,13 +473,17 @@ def _loop_length_fit(analysis: SongAnalysis):
     """``loop_length`` for ``plan_loops``: the length within ``LOOP_FIT_BEATS`` of a beat
     of a grid length at which the clip's onset envelope best matches itself (normalised
     correlation over the overlap, the peak interpolated between frames); None without
-    an onset envelope (the no-pulse grid)."""
+    an onset envelope. On the no-pulse grid, whose points are not beats, the loop moves
+    up to half a grid unit to the best match, however slight (a clip whose pulse the
+    analysis could not hold may still repeat itself)."""
     if analysis.onset is None or analysis.onset.size < 16:
         return None
     onset = analysis.onset.astype(np.float64)
     onset = onset - onset.mean()
     frame_rate = ANALYSIS_SAMPLE_RATE / HOP
-    reach = LOOP_FIT_BEATS * analysis.beat_period_seconds * frame_rate
+    grid = analysis.fallback is not None
+    reach = (0.5 if grid else LOOP_FIT_BEATS) * analysis.beat_period_seconds * frame_rate
+    gain = 0.0 if grid else LOOP_FIT_GAIN
 
     def similarity(lag: int) -> float:
         if lag <= 0 or lag >= onset.size - 8:
@@ -487,7 +498,7 @@ def _loop_length_fit(analysis: SongAnalysis):
         if lags.size < 3 or not np.all(np.isfinite(values)):
             return seconds
         k = int(np.argmax(values))
-        if k == 0 or k == lags.size - 1 or values[k] < similarity(int(round(centre))) + LOOP_FIT_GAIN:
+        if k == 0 or k == lags.size - 1 or values[k] < similarity(int(round(centre))) + gain:
             return seconds  # no clear peak within reach: the grid length stands
         a, b, c = values[k - 1:k + 2]
         denom = a - 2.0 * b + c
@@ -495,6 +506,24 @@ def _loop_length_fit(analysis: SongAnalysis):
         return float((lags[k] + np.clip(offset, -0.5, 0.5)) / frame_rate)
 
     return fit
+
+
+def _loop_rhythm_cost(analysis: SongAnalysis):
+    """``rhythm_cost`` for ``plan_loops`` (None on the no-pulse grid): a loop of whole
+    planning or meter bars is free; over a subdivided beat (``SUBDIVISION_BEAT_SECONDS``)
+    the felt beat is two beats and the felt bar two meter bars. Costs are per pass."""
+    if analysis.fallback:
+        return None
+    bar = unit_beats(analysis)
+    felt = 2 if analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS else 1
+    meter = max(1, analysis.beats_per_bar) * felt
+
+    def cost(lags: np.ndarray) -> np.ndarray:
+        lags = np.asarray(lags)
+        whole = (lags % bar == 0) | (lags % meter == 0)
+        return np.where(whole, 0.0, np.where(lags % (2 * felt) == 0, LOOP_DOWNBEAT_SHIFT_COST, LOOP_OFF_BEAT_COST))
+
+    return cost
 
 
 def plan_path(
@@ -543,7 +572,7 @@ def plan_path(
                             period=g.period, seam_shift=g.seam_shift,
                             mood_cost=None if levels is None else
                             (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))),
-                            loop_length=_loop_length_fit(analysis))
+                            loop_length=_loop_length_fit(analysis), rhythm_cost=_loop_rhythm_cost(analysis))
         if looped is not None:
             jumps, landings, residual, cost = looped
             return PlannedPath(jumps, cost, residual, landings)
