@@ -285,3 +285,15 @@ def test_float_wav_bytes_do_not_depend_on_the_time_of_writing(tmp_path):
     time.sleep(1.1)
     save_audio(tmp_path / "b.wav", samples, 44100, subtype="FLOAT")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+@pytest.mark.parametrize("n, half", [(1, 1), (7, 3), (441, 220), (442, 220), (10_001, 110)])
+def test_the_limiters_moving_minimum_is_exact(n: int, half: int) -> None:
+    """The moving minimum (blocks of running minima, linear in the length) equals the
+    minimum over every window, edges repeated."""
+    from harmonizer_cli.core.audio_out import _moving
+
+    values = np.random.default_rng(n).standard_normal(n)
+    padded = np.pad(values, half, mode="edge")
+    expected = np.array([padded[i:i + 2 * half + 1].min() for i in range(n)])
+    assert np.array_equal(_moving(values, half, "min"), expected)

@@ -204,8 +204,13 @@ LIMITER_STAGE_SECONDS = 0.0025
 def _moving(values: np.ndarray, half: int, how: str) -> np.ndarray:
     """The minimum or mean of ``values`` within ``half`` samples either side (edges repeated)."""
     padded = np.pad(values, half, mode="edge")
-    if how == "min":
-        return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).min(axis=1)
+    if how == "min":  # van Herk / Gil-Werman: running minima within blocks of the window's width
+        width = 2 * half + 1
+        n = padded.size
+        blocks = np.pad(padded, (0, -n % width), constant_values=np.inf).reshape(-1, width)
+        ahead = np.minimum.accumulate(blocks, axis=1).ravel()
+        behind = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+        return np.minimum(behind[:n - width + 1], ahead[width - 1:n])
     cum = np.concatenate([[0.0], np.cumsum(padded)])
     return (cum[2 * half + 1:] - cum[:-2 * half - 1]) / (2 * half + 1)
 

@@ -295,13 +295,18 @@ def find_pulse(envelope: np.ndarray, frame_rate: float, *, seed: int = 0) -> Pul
     points = rng.uniform(margin, duration - margin, size=NULL_POINTS)
     # refine the period: a small error drifts the phase between the two windows of every
     # point alike (3 % makes 0.1 s); take the period with the least median drift
-    trials = pulse * (1.0 + np.linspace(-0.03, 0.03, 61))
-    drift = []
-    for period in trials:
+    # (in steps of 0.5 %, then of 0.1 % around the best: 24 trials, not 61)
+    def median_drift(period: float) -> float:
         jumps = np.abs(_measure(envelope, frame_rate, points, (period,))[0])
-        drift.append(float(np.median(jumps[np.isfinite(jumps)])) if np.isfinite(jumps).sum() >= 20 else np.inf)
+        return float(np.median(jumps[np.isfinite(jumps)])) if np.isfinite(jumps).sum() >= 20 else np.inf
+
+    coarse = pulse * (1.0 + np.linspace(-0.03, 0.03, 13))
+    drift = [median_drift(period) for period in coarse]
     if np.isfinite(np.min(drift)):
-        pulse = float(trials[int(np.argmin(drift))])
+        centre = float(coarse[int(np.argmin(drift))])
+        fine = centre * (1.0 + np.linspace(-0.005, 0.005, 11))
+        fine_drift = [median_drift(period) for period in fine]
+        pulse = float(fine[int(np.argmin(fine_drift))])
     periods = (pulse, 2.0 * pulse)
     jumps, swaps = _measure(envelope, frame_rate, points, periods)
     jitter = [float(np.percentile(np.abs(jumps[np.isfinite(jumps)]), 95)) if np.isfinite(jumps).sum() >= 20
