@@ -522,3 +522,16 @@ def test_a_short_clip_loops_on_its_own_period():
                                              force_grid=True))
     for grid_length, beats in ((1.5, 2), (2.0, 3), (2.5, 4), (4.0, 6)):
         assert abs(grid_fit(grid_length) - beats * period) < 0.006, (grid_length, grid_fit(grid_length))
+
+
+@pytest.mark.parametrize("cut", [3.2, 8.1])
+def test_a_looped_clip_ends_with_the_whole_clip(cut):
+    """A clip cut from a song has its first beat up to a beat after its first sample; its
+    last pass still starts at the first sample, so the output's last seconds are the clip
+    (before: the last pass started on the first beat, 0.2-0.3 s in, correlation 0.96-0.97)."""
+    song = make_song(24.0, bpm=120.0, sample_rate=44100, seed=1)
+    clip = Audio(song.samples[int(cut * 44100):int((cut + 7.0) * 44100)].copy(), 44100)
+    result = extend_audio(clip, target_seconds=60.0, seed=0)
+    assert result.segments[-1]["source_start"] < 0.02
+    tail = result.samples[-clip.samples.shape[0]:, 0]
+    assert np.corrcoef(tail, clip.samples[:, 0])[0, 1] > 0.995

@@ -23,7 +23,7 @@ from harmonizer_cli.core.audio_io import Audio, to_mono
 from harmonizer_cli.core.decoded import is_on_disk, peak_of, window_of
 from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.plan import (
-    PlannedPath, seam_shift_seconds, tail_seconds,
+    ENDING_SECONDS, PlannedPath, seam_shift_seconds, tail_seconds,
 )
 from harmonizer_cli.core.quality.seams import spectral_jump, step_crest
 
@@ -313,13 +313,20 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     # will start once the seams' share of the length residual is applied)
     expected_shift = int(np.clip(seam_part / max(1, n_seams), -max_shift, max_shift)) if fallback else 0
     period_samples = int(round(analysis.beat_period_seconds * sample_rate))
+    # a last landing this early is on the song's first beat; in a clip no longer than the
+    # ending a listener compares (whose first beat lies up to a beat after its first
+    # sample when it was cut from a song), the last pass is then the whole clip
+    first_landing = period_samples // 2
+    first_beat = int(round(float(analysis.beat_seconds[0]) * sample_rate))
+    if analysis.duration_seconds <= ENDING_SECONDS and first_beat <= period_samples:
+        first_landing = max(first_landing, first_beat + period_samples // 4)
     moved = False
     for k in range(n_seams):
         piece_a, piece_b = pieces[k], pieces[k + 1]
-        if k == n_seams - 1 and piece_b.source_offset + piece_b.start <= period_samples // 2:
+        if k == n_seams - 1 and piece_b.source_offset + piece_b.start <= first_landing:
             # the last landing is the song's first beat (a looped clip ends with the whole
-            # clip): cut both passages so that it starts at the song's very first sample,
-            # with a short crossfade
+            # clip, and its last seconds are the clip's own): cut both passages so that it
+            # starts at the song's very first sample, with a short crossfade
             delta, novelty = -(piece_b.source_offset + piece_b.start), 0.0
             fades[k] = min(fades[k], int(round(CROSSFADE_SECONDS * sample_rate)))
         else:
