@@ -41,6 +41,14 @@ Targets (on the 2-core machine): the cold command's wall time <= 0.2 x PyMusicLo
    in 10min-60min (``--skip-pml`` skips it): it renders the whole output in memory (at 3
    and 10 hours, 3.8 and 12.7 GB of float32 samples), and an hour-long input is beyond
    what it was made for.
+
+   Each long case runs with ``--json`` (its record written to a file beside the output;
+   timed as before) and reports the repetition of its output from the record's segments
+   (``quality.segment_repetition``: exact copies, outputs of any length): ``rep``, the
+   share of all frames that replay earlier material at the single modal lag, that lag,
+   ``past``, the same over the frames past the input's length (a plain loop: 1), and
+   ``cycle``, the largest share of the output in which the segment sequence repeats with
+   one period (a plan settled into a short cycle: near 1).
 """
 
 from __future__ import annotations
@@ -180,15 +188,17 @@ def run_long_cases(names: list[str], *, songs_dir: Path, harmonizer: Path, skip_
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         output = out_dir / f"out.{fmt}"
+        record_path = out_dir / "extend.json"
         wall, rss, code = timed_run([str(harmonizer), "--quiet", "extend", str(source), option, value,
-                                     "-o", str(output), "--force"])
-        row = {"case": name, "command": f"extend {source.name} {option} {value} -o out.{fmt}",
+                                     "-o", str(output), "--force", "--json"], stdout_path=record_path)
+        row = {"case": name, "command": f"extend {source.name} {option} {value} -o out.{fmt} --json",
                "wall_seconds": wall, "peak_rss_mb": rss, "exit_code": code}
         if code == 0:
             info = sf.info(str(output))
             row["n_samples"], row["expected_samples"] = info.frames, int(round(target * info.samplerate))
             row["exact_length"] = info.frames == row["expected_samples"]
             row["ending"] = ending_check(source, output)
+            row["repetition"] = long_repetition(record_path)
         row["wall_target_seconds"], row["rss_target_mb"] = wall_target, 700.0
         if with_pml and not skip_pml:
             pml_exe, version = ensure_pymusiclooper()
@@ -201,7 +211,7 @@ def run_long_cases(names: list[str], *, songs_dir: Path, harmonizer: Path, skip_
         rows.append(row)
         print(_long_line(row), file=sys.stderr, flush=True)
     print(f"\n{'case':<13}{'wall s':>9}{'target':>9}{'peak RSS MB':>13}{'exact length':>14}{'ending corr':>13}"
-          f"{'ending ok':>11}")
+          f"{'ending ok':>11}{'rep':>6}{'lag s':>7}{'past':>6}{'cycle':>7}")
     for row in rows:
         ending = row.get("ending") or {}
         corr = ending.get("correlation")
@@ -213,9 +223,12 @@ def run_long_cases(names: list[str], *, songs_dir: Path, harmonizer: Path, skip_
             verdicts.append("RSS FAIL")
         if not row.get("exact_length") or not ending.get("ok"):
             verdicts.append("check FAIL")
+        rep = row.get("repetition") or {}
         print(f"{row['case']:<13}{row['wall_seconds']:>9.1f}{'<= %g' % wall_target if wall_target else '-':>9}"
               f"{row['peak_rss_mb']:>13.0f}{str(row.get('exact_length')):>14}"
               f"{'%.5f' % corr if corr is not None else '-':>13}{str(ending.get('ok')):>11}"
+              f"{_figure(rep.get('share'), '.2f'):>6}{_figure(rep.get('modal_lag_seconds'), '.0f'):>7}"
+              f"{_figure(rep.get('past'), '.2f'):>6}{_figure(rep.get('cycle'), '.2f'):>7}"
               f"  {'pass' if not verdicts else ', '.join(verdicts)} (RSS target <= 700 MB)")
         if "pml" in row:
             pml = row["pml"]
@@ -224,11 +237,37 @@ def run_long_cases(names: list[str], *, songs_dir: Path, harmonizer: Path, skip_
     return rows
 
 
+def long_repetition(record_path: Path) -> dict | None:
+    """``segment_repetition`` of the output whose ``extend --json`` record is in ``record_path``.
+
+    None when the record is missing or has no segments. Counted exactly from the
+    segment list, which the audio measure's n x n matrices cannot do over hours (see
+    ``harmonizer_cli.core.quality.segment_repetition``).
+    """
+    from harmonizer_cli.core.quality import segment_repetition
+
+    lines = record_path.read_text().strip().splitlines() if record_path.exists() else []
+    if not lines:
+        return None
+    record = json.loads(lines[-1])
+    if not record.get("segments"):
+        return None
+    return segment_repetition(record["segments"], source_seconds=record["input_seconds"],
+                              output_seconds=record["output_seconds"])
+
+
+def _figure(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _long_line(row: dict) -> str:
     ending = row.get("ending") or {}
+    rep = row.get("repetition") or {}
     return (f"{row['case']}: {row['wall_seconds']:.1f} s, {row['peak_rss_mb']:.0f} MB, exit {row['exit_code']}, "
             f"exact length {row.get('exact_length')}, ending {ending.get('correlation')} "
-            f"(max difference {ending.get('max_difference')})")
+            f"(max difference {ending.get('max_difference')}), rep {_figure(rep.get('share'), '.2f')} "
+            f"(lag {_figure(rep.get('modal_lag_seconds'), '.0f')} s), past {_figure(rep.get('past'), '.2f')}, "
+            f"cycle {_figure(rep.get('cycle'), '.2f')}")
 
 
 def ensure_pymusiclooper() -> tuple[Path, str]:
@@ -243,13 +282,24 @@ def ensure_pymusiclooper() -> tuple[Path, str]:
     return exe, version
 
 
-def timed_run(command: list[str], *, cwd: Path | None = None) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB (the process and its waited-for children), exit code."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    # read stderr in the background would be nicer; the tools print little
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
+def timed_run(command: list[str], *, cwd: Path | None = None,
+              stdout_path: Path | None = None) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB (the process and its waited-for children), exit code.
+
+    stdout goes to ``stdout_path`` when given (a file, not a pipe: the ``--json`` record
+    of hours has thousands of segments, more than a pipe holds while nobody reads it),
+    else nowhere; the file is opened before the clock starts.
+    """
+    sink = open(stdout_path, "wb") if stdout_path is not None else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.PIPE)
+        # read stderr in the background would be nicer; the tools print little
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+    finally:
+        if stdout_path is not None:
+            sink.close()
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.stderr is not None:
         tail = process.stderr.read().decode(errors="replace").strip()[-300:]

@@ -206,6 +206,120 @@ def test_tiled_loop_repeats_at_one_lag_and_fresh_material_does_not():
     assert fresh_shares["past"] < 0.2
 
 
+def _tiled_segments(song_seconds: float, output_seconds: float) -> list:
+    """The plain loop as a segment list: the whole song again and again, the last pass cut."""
+    starts = np.arange(0.0, output_seconds, song_seconds)
+    return [{"source_start": 0.0, "source_end": float(min(song_seconds, output_seconds - t)), "output_start": float(t)}
+            for t in starts]
+
+
+def _spread_segments(rng: np.random.Generator, song_seconds: float, output_seconds: float, *,
+                     shortest: float = 8.0, longest: float = 28.0, grid: float = 0.001) -> list:
+    """Segments of random length, each from a random place of the song (reuse spread over all of it)."""
+    segments, t = [], 0.0
+    while t < output_seconds - 1e-9:
+        length = min(round(rng.uniform(shortest, longest) / grid) * grid, output_seconds - t)
+        start = round(rng.uniform(0.0, song_seconds - length) / grid) * grid
+        segments.append({"source_start": start, "source_end": start + length, "output_start": t})
+        t += length
+    return segments
+
+
+def test_segment_repetition_of_the_plain_loop_is_one_past_the_first_pass():
+    figures = quality.segment_repetition(_tiled_segments(180.0, 3 * 3600.0), source_seconds=180.0)
+    assert figures["past"] == 1.0
+    assert figures["modal_lag_seconds"] == pytest.approx(180.0)
+    assert figures["share"] == pytest.approx(figures["loop_share"]) == pytest.approx(1 - 180.0 / (3 * 3600.0))
+    assert figures["cycle"] == 1.0 and figures["cycle_segments"] == 1
+    assert figures["cycle_period_seconds"] == pytest.approx(180.0)
+
+
+def test_segment_repetition_of_two_long_segments_taken_in_turn_is_a_short_cycle():
+    # a 200 s song: its first 20 s, then A = 20-100 s and B = 60-150 s (they share 60-100 s)
+    # in turn ten times, then its last 50 s
+    head = [{"source_start": 0.0, "source_end": 20.0, "output_start": 0.0}]
+    turns = [{"source_start": a, "source_end": b, "output_start": 20.0 + 170.0 * k + (80.0 if b == 150.0 else 0.0)}
+             for k in range(10) for a, b in ((20.0, 100.0), (60.0, 150.0))]
+    tail = [{"source_start": 150.0, "source_end": 200.0, "output_start": 1720.0}]
+    figures = quality.segment_repetition(head + turns + tail, source_seconds=200.0)
+    assert figures["modal_lag_seconds"] == pytest.approx(170.0)
+    assert figures["past"] == pytest.approx((1720.0 - 200.0) / (1770.0 - 200.0))
+    assert figures["cycle_segments"] == 2 and figures["cycle_period_seconds"] == pytest.approx(170.0)
+    assert figures["cycle"] == pytest.approx(1700.0 / 1770.0)
+    # the shared 60-100 s repeats at other lags too: each frame counts once
+    assert figures["share"] <= figures["repeating_fraction"] <= 1.0
+
+
+def test_segment_repetition_of_reuse_spread_over_the_song_is_low():
+    segments = _spread_segments(np.random.default_rng(5), 180.0, 3600.0)
+    figures = quality.segment_repetition(segments, source_seconds=180.0)
+    assert figures["repeating_fraction"] > 0.9  # everything is played again, ...
+    assert figures["past"] < 0.1 and figures["share"] < 0.1  # ... but never at one lag
+    assert figures["cycle"] == 0.0 and figures["cycle_segments"] is None
+    assert figures["loop_share"] == pytest.approx(1 - 180.0 / 3600.0)
+
+
+def test_segment_repetition_counts_frames_as_a_frame_by_frame_comparison_does():
+    """On a 0.1 s grid the source instant of every frame is known: compare every pair of frames."""
+    from scipy.ndimage import maximum_filter1d
+
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        segments = _spread_segments(rng, 60.0, 240.0, shortest=3.0, longest=25.0, grid=0.1)
+        figures = quality.segment_repetition(segments, source_seconds=60.0)
+        n, start, min_lag, tolerance = 2400, 600, 40, 3
+        source = np.empty(n, dtype=np.int64)
+        for segment in segments:
+            first = int(round(segment["output_start"] * 10))
+            length = int(round((segment["source_end"] - segment["source_start"]) * 10))
+            source[first:first + length] = int(round(segment["source_start"] * 10)) + np.arange(length)
+        at_lag = np.zeros((n, n), dtype=bool)  # at_lag[t, lag]: frame t plays what frame t - lag played
+        for lag in range(min_lag, n):
+            at_lag[lag:, lag] = source[lag:] == source[:-lag]
+        near = maximum_filter1d(at_lag.astype(np.uint8), size=2 * tolerance + 1, axis=1).astype(bool)
+        assert figures["n_frames"] == n
+        assert figures["repeating_fraction"] == pytest.approx(at_lag.any(axis=1).mean())
+        assert figures["share"] == pytest.approx(near.sum(axis=0).max() / n)
+        assert figures["past"] == pytest.approx(near[start:].sum(axis=0).max() / (n - start))
+
+
+def test_segment_repetition_without_jumps_or_copies_is_zero():
+    once = quality.segment_repetition([{"source_start": 0.0, "source_end": 180.0, "output_start": 0.0}],
+                                      source_seconds=180.0)
+    assert once["share"] == 0.0 and once["repeating_fraction"] == 0.0 and once["cycle"] == 0.0
+    assert once["past"] is None and once["modal_lag_seconds"] is None  # nothing past the song
+    shortened = [{"source_start": 0.0, "source_end": 50.0, "output_start": 0.0},
+                 {"source_start": 100.0, "source_end": 180.0, "output_start": 50.0}]
+    assert quality.segment_repetition(shortened, source_seconds=180.0)["share"] == 0.0
+    # the neural engine's generated frames play no source material
+    neural = [{"source_start": 0.0, "source_end": 180.0, "output_start": 0.0},
+              {"source_start": None, "source_end": None, "output_start": 180.0, "generated": True}]
+    figures = quality.segment_repetition(neural, source_seconds=180.0, output_seconds=300.0)
+    assert figures["past"] == 0.0 and figures["n_frames"] == 3000
+
+
+def test_segment_repetition_rejects_what_it_cannot_measure():
+    with pytest.raises(ValueError, match="no segments"):
+        quality.segment_repetition([], source_seconds=10.0)
+    backwards = [{"source_start": 0.0, "source_end": 10.0, "output_start": 10.0},
+                 {"source_start": 0.0, "source_end": 10.0, "output_start": 0.0}]
+    with pytest.raises(ValueError, match="output order"):
+        quality.segment_repetition(backwards, source_seconds=10.0)
+    generated_last = [{"source_start": None, "source_end": None, "output_start": 0.0}]
+    with pytest.raises(ValueError, match="output_seconds"):
+        quality.segment_repetition(generated_last, source_seconds=10.0)
+
+
+def test_segment_repetition_measures_ten_hours_of_segments():
+    segments = _spread_segments(np.random.default_rng(7), 180.0, 10 * 3600.0)
+    assert 1500 < len(segments) < 2500
+    figures = quality.segment_repetition(segments, source_seconds=180.0)
+    assert figures["n_frames"] == 360000 and figures["n_segments"] == len(segments)
+    assert 0.0 <= figures["share"] <= figures["repeating_fraction"] <= 1.0
+    assert figures["repeating_fraction"] > 0.95 and figures["past"] < 0.1 and figures["cycle"] == 0.0
+    assert figures["modal_lag_seconds"] >= 4.0
+
+
 # --------------------------------------------------------------------------- mood, report
 
 

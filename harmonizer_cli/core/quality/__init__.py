@@ -73,6 +73,10 @@ repetition
     half) 0.13, the songs themselves 0.62 on ``repeating``. A song that never
     repeats itself (under 5 % of its frames repeat) has no ``repeating`` share of its
     own; its outputs are held to the corpus median, 0.62, instead.
+    For outputs of hours (the frames' n x n matrices do not scale), ``segment_repetition``
+    counts the same single-lag shares from the extension's segment list, for exact
+    copies (interval arithmetic; a plain loop scores 1 past the song's length), and
+    whether the sequence of segments settles into a cycle.
 ending
     Correlation of the last 10 s of output and original at the best offset within
     +-50 ms, that offset, and the trailing silence of each (padding or a cut tail).
@@ -92,7 +96,7 @@ from harmonizer_cli.core.quality.groove import Pulse, find_pulse, groove_report,
 from harmonizer_cli.core.quality.mood import estimate_key, librosa_beats, mood_descriptors
 from harmonizer_cli.core.quality.repetition import (
     MIN_REPEATING_FRACTION, REPEATING_REFERENCE, REPETITION_FRAME_SECONDS, repetition_features,
-    repetition_shares,
+    repetition_shares, segment_repetition,
 )
 from harmonizer_cli.core.quality.report import (
     TARGETS, OriginalAnalysis, analyse_original, extension_report, summary_rows, targets_met,
@@ -105,5 +109,5 @@ __all__ = [
     "seam_broadband", "detect_seams", "level_dip_db", "repetition_features", "repetition_shares", "ending_match",
     "trailing_silence_seconds", "estimate_key", "librosa_beats", "mood_descriptors", "analyse_original",
     "extension_report", "targets_met", "summary_rows", "REPETITION_FRAME_SECONDS", "MIN_REPEATING_FRACTION",
-    "REPEATING_REFERENCE",
+    "REPEATING_REFERENCE", "segment_repetition",
 ]
