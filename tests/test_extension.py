@@ -508,7 +508,7 @@ def test_a_short_clip_loops_on_its_own_period():
     clip the groove slips (the emotional piano clip: 111 of 113 seams). Loops take the
     length near the grid's at which the clip best matches itself."""
     from harmonizer_cli.core.extend.analysis import analyze_song
-    from harmonizer_cli.core.extend.plan import _loop_length_fit
+    from harmonizer_cli.core.extend.loops import loop_length_fit as _loop_length_fit
 
     song = make_song(8.0, bpm=93.9, sample_rate=44100, seed=2)
     analysis = analyze_song(to_mono(resample(song.samples, from_rate=44100, to_rate=22050)))

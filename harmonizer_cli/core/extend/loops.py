@@ -18,10 +18,21 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from harmonizer_cli.core.extend.candidates import JumpCandidates
+from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
+from harmonizer_cli.core.extend.candidates import SUBDIVISION_BEAT_SECONDS, JumpCandidates, unit_beats
 
-__all__ = ["plan_loops"]
+__all__ = ["plan_loops", "loop_length_fit", "loop_rhythm_cost"]
 
+#: A loop's length may move this share of a beat to where the clip best matches itself,
+#: when it matches itself there better by this much (normalised correlation) than at
+#: the grid length (a weak, distant maximum is another figure, not the loop).
+LOOP_FIT_BEATS = 0.1
+LOOP_FIT_GAIN = 0.02
+#: Each pass of a short clip's loop that is not whole bars: by an even number of (felt)
+#: beats, keeping the beat and its pairs (kick and snare) but shifting the downbeat; by
+#: an odd number, swapping the pairs (or, over a subdivided beat, putting the felt beat off).
+LOOP_DOWNBEAT_SHIFT_COST = 10.0
+LOOP_OFF_BEAT_COST = 25.0
 #: Loop types kept at most (the knapsack's items), of which at most this many end.
 MAX_LOOP_TYPES = 10
 ENDING_TYPES = 3
@@ -93,6 +104,63 @@ def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_
             take(k)
     return [(int(a_idx[k]), int(b_idx[k]), float(back[k]), float(cost[k]) + PER_SEAM_COST, bool(b_idx[k] <= last_start))
             for k in chosen]
+
+
+def loop_length_fit(analysis: SongAnalysis):
+    """``loop_length`` for ``plan_loops``: the length within ``LOOP_FIT_BEATS`` of a beat
+    of a grid length at which the clip's onset envelope best matches itself (normalised
+    correlation over the overlap, the peak interpolated between frames); None without
+    an onset envelope. On the no-pulse grid, whose points are not beats, the loop moves
+    up to half a grid unit to the best match, however slight (a clip whose pulse the
+    analysis could not hold may still repeat itself)."""
+    if analysis.onset is None or analysis.onset.size < 16:
+        return None
+    onset = analysis.onset.astype(np.float64)
+    onset = onset - onset.mean()
+    frame_rate = ANALYSIS_SAMPLE_RATE / HOP
+    grid = analysis.fallback is not None
+    reach = (0.5 if grid else LOOP_FIT_BEATS) * analysis.beat_period_seconds * frame_rate
+    gain = 0.0 if grid else LOOP_FIT_GAIN
+
+    def similarity(lag: int) -> float:
+        if lag <= 0 or lag >= onset.size - 8:
+            return -np.inf
+        x, y = onset[lag:], onset[:-lag]
+        return float(x @ y / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
+
+    def fit(seconds: float) -> float:
+        centre = seconds * frame_rate
+        lags = np.arange(int(np.ceil(centre - reach)), int(np.floor(centre + reach)) + 1)
+        values = np.array([similarity(int(lag)) for lag in lags])
+        if lags.size < 3 or not np.all(np.isfinite(values)):
+            return seconds
+        k = int(np.argmax(values))
+        if k == 0 or k == lags.size - 1 or values[k] < similarity(int(round(centre))) + gain:
+            return seconds  # no clear peak within reach: the grid length stands
+        a, b, c = values[k - 1:k + 2]
+        denom = a - 2.0 * b + c
+        offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        return float((lags[k] + np.clip(offset, -0.5, 0.5)) / frame_rate)
+
+    return fit
+
+
+def loop_rhythm_cost(analysis: SongAnalysis):
+    """``rhythm_cost`` for ``plan_loops`` (None on the no-pulse grid): a loop of whole
+    planning or meter bars is free; over a subdivided beat (``SUBDIVISION_BEAT_SECONDS``)
+    the felt beat is two beats and the felt bar two meter bars. Costs are per pass."""
+    if analysis.fallback:
+        return None
+    bar = unit_beats(analysis)
+    felt = 2 if analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS else 1
+    meter = max(1, analysis.beats_per_bar) * felt
+
+    def cost(lags: np.ndarray) -> np.ndarray:
+        lags = np.asarray(lags)
+        whole = (lags % bar == 0) | (lags % meter == 0)
+        return np.where(whole, 0.0, np.where(lags % (2 * felt) == 0, LOOP_DOWNBEAT_SHIFT_COST, LOOP_OFF_BEAT_COST))
+
+    return cost
 
 
 def _knapsack(lengths: np.ndarray, costs: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:

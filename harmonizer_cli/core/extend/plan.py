@@ -24,13 +24,13 @@ from typing import Optional
 
 import numpy as np
 
-from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
+from harmonizer_cli.core.extend.analysis import SongAnalysis
 from harmonizer_cli.core.extend.candidates import (
-    MAX_RHYTHM_SHIFT, SUBDIVISION_BEAT_SECONDS, JumpCandidates, jump_candidates, unit_beats,
+    MAX_RHYTHM_SHIFT, JumpCandidates, jump_candidates, unit_beats,
 )
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
-from harmonizer_cli.core.extend.loops import plan_loops
+from harmonizer_cli.core.extend.loops import loop_length_fit, loop_rhythm_cost, plan_loops
 
 __all__ = ["PlannedPath", "plan_path", "modal_lag_share", "tail_seconds", "seam_shift_seconds", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
            "NO_PULSE_SEAM_SHIFT_SECONDS"]
@@ -107,16 +107,6 @@ REPETITION_WEIGHT = 60.0
 BALANCE_WEIGHT = 4.0
 #: a short clip's loop against its seam cost: the mood of the loop played over and over
 MOOD_LOOP_WEIGHT = 0.1
-#: A loop's length may move this share of a beat to where the clip best matches itself,
-#: when it matches itself there better by this much (normalised correlation) than at
-#: the grid length (a weak, distant maximum is another figure, not the loop).
-LOOP_FIT_BEATS = 0.1
-LOOP_FIT_GAIN = 0.02
-#: Each pass of a short clip's loop that is not whole bars: by an even number of (felt)
-#: beats, keeping the beat and its pairs (kick and snare) but shifting the downbeat; by
-#: an odd number, swapping the pairs (or, over a subdivided beat, putting the felt beat off).
-LOOP_DOWNBEAT_SHIFT_COST = 10.0
-LOOP_OFF_BEAT_COST = 25.0
 #: Path-search steps (jumps) over all restarts at most, and restarts at least.
 PLAN_STEP_BUDGET = 1200
 MIN_RESTARTS = 2
@@ -469,63 +459,6 @@ class _PathSearch:
         return score, residual
 
 
-def _loop_length_fit(analysis: SongAnalysis):
-    """``loop_length`` for ``plan_loops``: the length within ``LOOP_FIT_BEATS`` of a beat
-    of a grid length at which the clip's onset envelope best matches itself (normalised
-    correlation over the overlap, the peak interpolated between frames); None without
-    an onset envelope. On the no-pulse grid, whose points are not beats, the loop moves
-    up to half a grid unit to the best match, however slight (a clip whose pulse the
-    analysis could not hold may still repeat itself)."""
-    if analysis.onset is None or analysis.onset.size < 16:
-        return None
-    onset = analysis.onset.astype(np.float64)
-    onset = onset - onset.mean()
-    frame_rate = ANALYSIS_SAMPLE_RATE / HOP
-    grid = analysis.fallback is not None
-    reach = (0.5 if grid else LOOP_FIT_BEATS) * analysis.beat_period_seconds * frame_rate
-    gain = 0.0 if grid else LOOP_FIT_GAIN
-
-    def similarity(lag: int) -> float:
-        if lag <= 0 or lag >= onset.size - 8:
-            return -np.inf
-        x, y = onset[lag:], onset[:-lag]
-        return float(x @ y / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
-
-    def fit(seconds: float) -> float:
-        centre = seconds * frame_rate
-        lags = np.arange(int(np.ceil(centre - reach)), int(np.floor(centre + reach)) + 1)
-        values = np.array([similarity(int(lag)) for lag in lags])
-        if lags.size < 3 or not np.all(np.isfinite(values)):
-            return seconds
-        k = int(np.argmax(values))
-        if k == 0 or k == lags.size - 1 or values[k] < similarity(int(round(centre))) + gain:
-            return seconds  # no clear peak within reach: the grid length stands
-        a, b, c = values[k - 1:k + 2]
-        denom = a - 2.0 * b + c
-        offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
-        return float((lags[k] + np.clip(offset, -0.5, 0.5)) / frame_rate)
-
-    return fit
-
-
-def _loop_rhythm_cost(analysis: SongAnalysis):
-    """``rhythm_cost`` for ``plan_loops`` (None on the no-pulse grid): a loop of whole
-    planning or meter bars is free; over a subdivided beat (``SUBDIVISION_BEAT_SECONDS``)
-    the felt beat is two beats and the felt bar two meter bars. Costs are per pass."""
-    if analysis.fallback:
-        return None
-    bar = unit_beats(analysis)
-    felt = 2 if analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS else 1
-    meter = max(1, analysis.beats_per_bar) * felt
-
-    def cost(lags: np.ndarray) -> np.ndarray:
-        lags = np.asarray(lags)
-        whole = (lags % bar == 0) | (lags % meter == 0)
-        return np.where(whole, 0.0, np.where(lags % (2 * felt) == 0, LOOP_DOWNBEAT_SHIFT_COST, LOOP_OFF_BEAT_COST))
-
-    return cost
-
-
 def plan_path(
     analysis: SongAnalysis,
     target_seconds: float,
@@ -572,7 +505,7 @@ def plan_path(
                             period=g.period, seam_shift=g.seam_shift,
                             mood_cost=None if levels is None else
                             (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))),
-                            loop_length=_loop_length_fit(analysis), rhythm_cost=_loop_rhythm_cost(analysis))
+                            loop_length=loop_length_fit(analysis), rhythm_cost=loop_rhythm_cost(analysis))
         if looped is not None:
             jumps, landings, residual, cost = looped
             return PlannedPath(jumps, cost, residual, landings)

@@ -206,45 +206,32 @@ def segment_repetition(
     frame); the *modal lag* is the bin whose ``+-tolerance`` window holds the most
     frames. The frames it covers are then counted exactly, once each, by marking the
     intervals of the pairs within the window on a frame grid (so a frame repeated at
-    several lags of the window, or at several lags at all, counts once). Cost: time
-    and memory linear in the candidate pairs (segments sorted by source start: those
-    starting within one longest segment of each other's span, about the pairs that
-    overlap) plus the frames (360 000 for 10 h); 2000 segments of a 3-minute song over
-    10 h take about 0.1 s.
+    several lags of the window, or at several lags at all, counts once). Time and
+    memory are linear in the overlapping pairs plus the frames (2000 segments of a
+    3-minute song over 10 h: about 0.1 s).
 
-    The *cycle* asks whether the sequence of segments itself settles into a loop: a
-    run of segments each equal to the one ``p`` before (both ends of its source span
-    within ``tolerance``) that lasts at least ``p`` segments, i.e. at least two whole
-    passes of a period of ``p`` segments. ``cycle`` is the largest share of the output
-    such a run covers, its first pass included (the plain loop: about 1; alternating
-    A B A B ...: about 1 with a period of 2 segments). Any period counts, shorter than
-    ``min_lag`` too (a 2 s clip looped on itself).
+    The *cycle* asks whether the sequence of segments settles into a loop: the largest
+    share of the output covered by a run of segments each equal to the one ``p``
+    before (both source ends within ``tolerance``) for at least two whole passes of
+    the period, any ``p`` (the plain loop, or A B A B ...: about 1).
 
-    Reference. The song played once has no exact self-copies (every frame of its own
-    scores 0 here; the audio measure's own ``repeating`` share is its musical
-    repetition, a chorus played twice). The exact-copy reference is the plain loop
-    (the song tiled to the same length, ``loop_share``): ``past`` = 1 and ``share`` =
-    ``loop_share``, ``cycle`` = 1. An exact copy is what the audio measure finds
-    repeating too (less the 8 s of context it needs after each seam), so for an
-    output of hours "a single-lag share at or below the song's own" means: ``past``
-    at or below the song's own audio ``repeating`` share (``repetition_shares`` of the
-    original; ``REPEATING_REFERENCE`` when it never repeats itself), far below the
-    loop's 1, and ``cycle`` near 0. For outputs of minutes the audio measure, which
-    also hears near-copies, stays the reference. The planner scores candidate paths
-    with the same arithmetic (``plan.modal_lag_share``, lengths summed per 0.3 s bin).
+    Reference: the song played once has no exact self-copies; the plain loop (the
+    song tiled, ``loop_share``) scores ``past`` 1 and ``cycle`` 1. Over hours "at or
+    below the song's own" means ``past`` at or below the original's audio
+    ``repeating`` share (``REPEATING_REFERENCE`` when it never repeats itself) and
+    ``cycle`` near 0; for minutes the audio measure, which hears near-copies too, stays
+    the reference. The planner scores paths the same way (``plan.modal_lag_share``).
 
     Parameters
     ----------
     segments : list of dict
-        ``{"source_start", "source_end", "output_start"}`` in seconds, in output
-        order, as ``ExtensionResult.segments`` and ``extend --json`` give them. A
-        segment without a source (``source_start`` None: the neural engine's
-        generated frames) plays no source material: it neither repeats nor is repeated.
+        ``{"source_start", "source_end", "output_start"}`` (s) in output order, as
+        ``extend --json`` gives them; ``source_start`` None (the neural engine's
+        generated frames): neither repeats nor is repeated.
     source_seconds : float
         Length of the original: frames from here on make the ``past`` share.
     output_seconds : float or None
-        Length of the output (``output_seconds`` of ``extend --json``); None: the end of
-        the last segment.
+        Length of the output; None: the end of the last segment.
     frame_seconds, min_lag_seconds, tolerance_seconds : float
         Frame grid, the shortest lag that counts, and the lag tolerance (the audio
         measure's 0.1 s, 4 s and 0.3 s); the tolerance also decides when two
@@ -278,23 +265,10 @@ def segment_repetition(
     >>> figures["past"], figures["modal_lag_seconds"], figures["cycle"]
     (1.0, 100.0, 1.0)
     """
-    if not segments:
-        raise ValueError("no segments to measure")
     if not (frame_seconds > 0 and min_lag_seconds > 0 and tolerance_seconds >= 0):
         raise ValueError(f"frame_seconds and min_lag_seconds must be more than 0 and tolerance_seconds at least 0, "
                          f"got {frame_seconds}, {min_lag_seconds}, {tolerance_seconds}")
-    out0 = np.array([float(s["output_start"]) for s in segments])
-    if np.any(np.diff(out0) < 0):
-        raise ValueError("segments must be in output order (output_start never decreasing)")
-    played = np.array([s.get("source_start") is not None for s in segments])
-    src0 = np.array([float(s["source_start"]) if p else 0.0 for s, p in zip(segments, played)])
-    src1 = np.array([float(s["source_end"]) if p else 0.0 for s, p in zip(segments, played)])
-    if output_seconds is None:
-        if not played[-1]:
-            raise ValueError("the last segment has no source (generated): give output_seconds")
-        output_seconds = float(out0[-1] + src1[-1] - src0[-1])
-    ends = np.append(out0[1:], output_seconds)
-    length = np.where(played, np.clip(np.minimum(src1 - src0, ends - out0), 0.0, None), 0.0)
+    out0, src0, length, output_seconds = _segment_spans(segments, output_seconds)
 
     n_frames = max(0, int(np.ceil(output_seconds / frame_seconds - 1e-6)))
     start_frame = min(n_frames, int(np.ceil(source_seconds / frame_seconds - 1e-6)))
@@ -330,6 +304,26 @@ def segment_repetition(
         "n_frames": n_frames,
         "n_segments": len(segments),
     }
+
+
+def _segment_spans(segments: list, output_seconds: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(output starts, source starts, lengths played, output length)`` of a segment list
+    (``segment_repetition``'s; a generated segment plays nothing: length 0)."""
+    if not segments:
+        raise ValueError("no segments to measure")
+    out0 = np.array([float(s["output_start"]) for s in segments])
+    if np.any(np.diff(out0) < 0):
+        raise ValueError("segments must be in output order (output_start never decreasing)")
+    played = np.array([s.get("source_start") is not None for s in segments])
+    src0 = np.array([float(s["source_start"]) if p else 0.0 for s, p in zip(segments, played)])
+    src1 = np.array([float(s["source_end"]) if p else 0.0 for s, p in zip(segments, played)])
+    if output_seconds is None:
+        if not played[-1]:
+            raise ValueError("the last segment has no source (generated): give output_seconds")
+        output_seconds = float(out0[-1] + src1[-1] - src0[-1])
+    ends = np.append(out0[1:], output_seconds)
+    length = np.where(played, np.clip(np.minimum(src1 - src0, ends - out0), 0.0, None), 0.0)
+    return out0, src0, length, float(output_seconds)
 
 
 def _source_overlaps(src0: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, ...]:
