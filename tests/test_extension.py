@@ -535,3 +535,18 @@ def test_a_looped_clip_ends_with_the_whole_clip(cut):
     assert result.segments[-1]["source_start"] < 0.02
     tail = result.samples[-clip.samples.shape[0]:, 0]
     assert np.corrcoef(tail, clip.samples[:, 0])[0, 1] > 0.995
+
+
+@pytest.mark.parametrize("target", [40.0, 50.0])
+def test_shortening_keeps_the_songs_loudness(target):
+    """Cutting out a song's loud middle leaves its quiet intro and ending: what is cut is
+    chosen with the mood of what is left (before: 4-17 LU quieter than the song)."""
+    from harmonizer_cli.core.quality.mood import _loudness_lufs
+
+    song = make_song(80.0, bpm=120.0, sample_rate=22050, seed=4)
+    t = np.arange(song.samples.shape[0]) / 22050
+    quiet_ends = np.where((t < 24.0) | (t > 56.0), 0.15, 1.0).astype(np.float32)
+    song = Audio(song.samples * quiet_ends[:, None], 22050)
+    result = extend_audio(song, target_seconds=target, seed=0)
+    assert result.samples.shape[0] == int(round(target * 22050))
+    assert abs(_loudness_lufs(Audio(result.samples, 22050)) - _loudness_lufs(song)) < 3.0

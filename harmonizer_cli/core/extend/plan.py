@@ -118,7 +118,9 @@ TYPICAL_SHARE = 0.16
 TYPICAL_MAX_SECONDS = 30.0
 #: Songs of at least this many planning bars get 4-bar segments and jumps, shorter 2.
 LONG_SONG_BARS = 24
-# Shortening: per beat period of residual, and the charge of a second seam.
+# Shortening: per beat period of residual, and the charge of a second seam; the best
+# options of one and of two jumps by seam cost whose mood (``levels``) is weighed.
+SHORTENING_MOOD_OPTIONS = 24
 SHORT_RESIDUAL_WEIGHT = 4.0
 SECOND_SEAM_WEIGHT = 0.5
 
@@ -597,6 +599,14 @@ def _one_jump_blocked(cands: JumpCandidates, times: np.ndarray, need: float, *, 
     return best
 
 
+def _smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest finite ``values`` (fewer where fewer are finite)."""
+    finite = np.flatnonzero(np.isfinite(values))
+    if finite.size > k:
+        finite = finite[np.argpartition(values[finite], k)[:k]]
+    return finite
+
+
 def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCandidates, *,
                      seg_min: int, last_start: int, capacity) -> Optional[PlannedPath]:
     """Best one- or two-jump shortening, by exhaustive search (None if none fits).
@@ -604,7 +614,9 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
     One jump: every allowed pair of beats. Two jumps: every pair of the top
     candidate jumps with a middle segment of at least ``seg_min`` beats. The score
     is the seam cost plus the length residual the absorbers must take, with a
-    small charge for the second seam.
+    small charge for the second seam; the ``SHORTENING_MOOD_OPTIONS`` best of each
+    kind are then charged for the mood of what is left (``mood_penalty``: cutting out
+    a song's loud middle, say, leaves its quiet intro and ending, 2.5 LU quieter).
     """
     times = analysis.beat_seconds
     period = analysis.beat_period_seconds
@@ -626,8 +638,8 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
         cap = capacity(1, times[a_idx])
         score = (SEAM_WEIGHT * cands.full[a_idx, b_idx] + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
                  + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0))
-        k = int(np.argmin(score))
-        options.append((float(score[k]), [(int(a_idx[k]), int(b_idx[k]))], float(left[k])))
+        for k in _smallest(score, SHORTENING_MOOD_OPTIONS):
+            options.append((float(score[k]), [(int(a_idx[k]), int(b_idx[k]))], float(left[k])))
     # two jumps, both forward, from the top candidates
     forward = (cands.b > cands.a) & (cands.a >= seg_min)
     a1, b1, c1, back1 = cands.a[forward], cands.b[forward], cands.cost[forward], cands.back_seconds[forward]
@@ -643,13 +655,22 @@ def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpC
             score = (SEAM_WEIGHT * (c1[:, None] + c2[None, :]) + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
                      + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0) + SECOND_SEAM_WEIGHT)
             score = np.where(valid, score, np.inf)
-            flat = int(np.argmin(score))
-            i, j = divmod(flat, a2.size)
-            options.append((float(score[i, j]), [(int(a1[i]), int(b1[i])), (int(a2[j]), int(b2[j]))],
-                            float(left[i, j])))
+            for flat in _smallest(score.ravel(), SHORTENING_MOOD_OPTIONS):
+                i, j = divmod(int(flat), a2.size)
+                options.append((float(score[i, j]), [(int(a1[i]), int(b1[i])), (int(a2[j]), int(b2[j]))],
+                                float(left[i, j])))
+    options = [option for option in options if np.isfinite(option[0]) and abs(option[2]) <= 0.6 * period + 0.5]
     if not options:
         return None
+    if analysis.levels is not None:  # what is cut out must not change the mood of what is left
+        levels = PathLevels(analysis.levels)
+
+        def with_mood(option):
+            score, jumps, residual = option
+            bounds = [0.0] + [x for a, b in jumps for x in (float(times[a]), float(cands.landing(times, a, b)))]
+            spans = list(zip(bounds[::2], bounds[1::2] + [analysis.duration_seconds]))
+            return score + mood_penalty(*levels.drift(spans)), jumps, residual
+
+        options = [with_mood(option) for option in options]
     score, jumps, residual = min(options, key=lambda option: option[0])
-    if not np.isfinite(score) or abs(residual) > 0.6 * period + 0.5:
-        return None
     return PlannedPath(jumps, score, residual, [float(cands.landing(times, a, b)) for a, b in jumps])
