@@ -8,7 +8,8 @@ Run by hand (it takes several minutes; it is niced):
 
 The panels are fixed (``benchmarks/panels.py``): ``songs`` (the 12 songs the engine was
 tuned on), ``unseen`` (music it is never tuned on: tracks of ../shared/music/train and
-3-13 s clips of the songs; report it beside ``songs``, never tune on it) and ``dev``.
+3-13 s clips of the songs; report it beside ``songs``, never tune on it), ``dev`` and
+``loops`` (7-13 s clips of the songs from elsewhere in them, to tune the looping of clips).
 
 For every song and every target length (seconds) three outputs are measured with
 ``harmonizer_cli.core.quality.extension_report`` against the song:
@@ -321,7 +322,7 @@ def aggregate_targets(rows: list[tuple[str, dict, dict]], *, full: bool) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--panel", choices=("songs", "unseen", "dev"), default="songs",
+    parser.add_argument("--panel", choices=("songs", "unseen", "dev", "loops"), default="songs",
                         help="The fixed panel (benchmarks/panels.py); --songs-dir overrides it.")
     parser.add_argument("--songs-dir", type=Path, default=None, help="A folder of songs instead of a panel.")
     parser.add_argument("--targets", type=float, nargs="+", default=[300.0, 45.0])

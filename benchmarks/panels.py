@@ -9,6 +9,8 @@
 ``dev``     music to tune on that is in neither panel: the 11 tracks of ``train/`` earlier
             sessions tuned on, the 2nd of every 4 other tracks shorter than 6 minutes,
             and clips of 2-12 s cut from 30 % into other ``train/`` tracks.
+``loops``   short clips to tune the looping of clips on: two of each of the 12 songs, from
+            25 % and 55 % into it (7, 9, 11 or 13 s in turn; never the unseen clips' 40 %).
 
 ``materialize(panel, folder)`` links the tracks and writes the clips (16-bit WAV at the
 song's own rate and channels) into ``folder`` and returns their paths, sorted.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MUSIC = REPO.parent / "shared" / "music"
-PANELS = ("songs", "unseen", "dev")
+PANELS = ("songs", "unseen", "dev", "loops")
 
 #: Tracks an earlier session tuned the engine on ("held out" then; not unseen now).
 EARLIER_TUNING = ("wesnoth-sad", "wesnoth-transience", "wesnoth-main-menu", "wesnoth-battle-epic",
@@ -29,6 +31,7 @@ EARLIER_TUNING = ("wesnoth-sad", "wesnoth-transience", "wesnoth-main-menu", "wes
                   "wesnoth-frantic", "wesnoth-loyalists", "warzone2100-menu")
 UNSEEN_CLIP_SECONDS = (3.0, 5.0, 7.0, 9.0, 11.0, 13.0)
 DEV_CLIP_SECONDS = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+LOOP_CLIP_SECONDS = (7.0, 9.0, 11.0, 13.0)
 
 
 def _train() -> list[Path]:
@@ -57,6 +60,11 @@ def panel_sources(panel: str) -> tuple[list[Path], list[tuple[Path, float, float
         others = [p for i, p in enumerate(train) if i % 4 in (1, 3)]
         clips = [(p, 0.3, DEV_CLIP_SECONDS[i % len(DEV_CLIP_SECONDS)]) for i, p in enumerate(others[::5])]
         return tracks, clips
+    if panel == "loops":
+        n = len(LOOP_CLIP_SECONDS)
+        clips = [(song, fraction, LOOP_CLIP_SECONDS[(i + 2 * j) % n])
+                 for i, song in enumerate(_songs()) for j, fraction in enumerate((0.25, 0.55))]
+        return [], clips
     raise ValueError(f"unknown panel {panel!r} (choose from {', '.join(PANELS)})")
 
 
