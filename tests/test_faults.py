@@ -557,7 +557,7 @@ def test_extend_interrupted(tmp_path, signal_number):
     source = tmp_path / "song8k.wav"
     sf.write(source, make_song(SONG_SECONDS, sample_rate=8000).samples, 8000)
     output = tmp_path / "out.wav"
-    process = start_cli("extend", str(source), "--minutes", "5", "-o", str(output), "--no-model")
+    process = start_cli("extend", str(source), "--hours", "2", "-o", str(output), "--no-model")
     stderr, seconds = _interrupt(process, signal_number, after=1.0)
     assert process.returncode == 128 + signal_number, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("error: ")
