@@ -34,9 +34,11 @@ Targets (on the 2-core machine): the cold command's wall time <= 0.2 x PyMusicLo
    3min-10h      3-minute mp3, ``--hours 10``, flac  wall <= 300 s, RSS <= 700 MB
    10min-60min   10-minute mp3, ``--minutes 60``     RSS <= 700 MB
    1h-2h         1-hour mp3, ``--hours 2``           RSS <= 700 MB
+   2h-150min     2-hour mp3 (the longest accepted),  RSS <= 700 MB
+                 ``--minutes 150``, flac
    ============  ==================================  ==========================
 
-   The 10-minute and 1-hour inputs are made once in /tmp/harmonizer-bench by
+   The 10-minute, 1-hour and 2-hour inputs are made once in /tmp/harmonizer-bench by
    concatenating the 44.1 kHz stereo songs of ../shared/music/songs, looped, in blocks
    (never in the repository). Each output is checked for its exact length in samples and
    for its real ending: its last 10 s against the input's last 10 s as ``save_audio``
@@ -174,6 +176,7 @@ LONG_CASES = {
     "3min-10h": ("three-minutes.mp3", 180.0, "--hours", "10", 10 * 3600.0, "flac", 300.0, False),
     "10min-60min": ("ten-minutes.mp3", 600.0, "--minutes", "60", 3600.0, "wav", None, True),
     "1h-2h": ("one-hour.mp3", 3600.0, "--hours", "2", 7200.0, "wav", None, False),
+    "2h-150min": ("two-hours.mp3", 7200.0, "--minutes", "150", 9000.0, "flac", None, False),
 }
 
 
