@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+# The interrupt tests press Ctrl-C on a foreground command. A shell starts a background job
+# with SIGINT ignored, and the commands the tests start would inherit that: run from one,
+# the suite restores Python's own handler (a foreground run, like CI's, already has it).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: ../shared/music beside the repository (CI has it; tests that need it skip without it).
 MUSIC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "music"
