@@ -5,11 +5,13 @@ game composer loops it. Every backward jump ``a -> b`` adds its length
 ``D = t_a - t_b`` to the output, so a path is a multiset of loops whose lengths add
 up to the target minus the clip. The loop types are the cheapest jumps of distinct
 lengths (seam cost, rhythm-verified, from ``candidates``, plus the mood of the loop
-played over and over) that can follow each other in any order (every landing lies
+played over and over, plus a cost per pass for a loop that is not whole bars:
+``loop_rhythm_cost``) that can follow each other in any order (every landing lies
 before every departure by at least a bar), some of them landing early enough to end
-with the clip's own ending. How many times each is used is an exact-sum knapsack
-over their lengths (milliseconds) that minimises the seam cost; the uses are then
-spread evenly, an ending loop last.
+with the clip's own ending. Each loop's length is fitted to where the clip matches
+itself (``loop_length_fit``). How many times each is used is a knapsack over their
+lengths (milliseconds) that minimises the cost, a residual left to the local stretch
+weighed against it; the uses are then spread evenly, an ending loop last.
 """
 
 from __future__ import annotations
