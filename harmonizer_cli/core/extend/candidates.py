@@ -191,15 +191,18 @@ def seam_dip(levels: FrameLevels, leave_seconds: np.ndarray, continue_seconds: n
     cut = np.clip(np.round((np.asarray(leave_seconds) * rate - window) / hop).astype(np.int64), 0, m)  # last window before
     land = np.clip(np.round(np.asarray(continue_seconds) * rate / hop).astype(np.int64), 0, m)
     offsets = np.arange(half)
-    pre = np.clip(cut[:, None] - half + offsets, 0, m - 1)
-    post = np.clip(land[:, None] + offsets, 0, m - 1)
-    around = np.concatenate([level[pre], level[post]], axis=1)
-    reference = np.median(around, axis=1)
-    deepest_pre = reference - level[pre].min(axis=1)
-    deepest_post = reference - level[post].min(axis=1)
-    own_pre = drop[pre].max(axis=1)
-    own_post = drop[post].max(axis=1)
-    excess = np.maximum(deepest_pre - np.maximum(own_pre, song_dip), deepest_post - np.maximum(own_post, song_dip))
+    excess = np.empty(cut.shape)
+    # (a long song's candidates are hundreds of thousands of jumps: their windows a chunk at a time)
+    for start in range(0, cut.size, _PAIR_CHUNK):
+        pre = np.clip(cut.reshape(-1)[start:start + _PAIR_CHUNK, None] - half + offsets, 0, m - 1)
+        post = np.clip(land.reshape(-1)[start:start + _PAIR_CHUNK, None] + offsets, 0, m - 1)
+        reference = np.median(np.concatenate([level[pre], level[post]], axis=1), axis=1)
+        deepest_pre = reference - level[pre].min(axis=1)
+        deepest_post = reference - level[post].min(axis=1)
+        own_pre = drop[pre].max(axis=1)
+        own_post = drop[post].max(axis=1)
+        excess.reshape(-1)[start:start + _PAIR_CHUNK] = np.maximum(deepest_pre - np.maximum(own_pre, song_dip),
+                                                                   deepest_post - np.maximum(own_post, song_dip))
     return np.maximum(excess, 0.0)
 
 
