@@ -24,7 +24,7 @@ import numpy as np
 from harmonizer_cli.core.extend.analysis import FrameLevels, SongAnalysis
 from harmonizer_cli.core.extend.levels import dip_frames, level_and_running_median
 
-__all__ = ["JumpCandidates", "JumpCosts", "jump_candidates", "rhythm_lags", "unit_beats", "seam_dip",
+__all__ = ["JumpCandidates", "JumpCosts", "jump_candidates", "rhythm_lags", "unit_beats", "subdivided_beat", "seam_dip",
            "DENSE_MAX_BEATS"]
 
 #: A planning bar is at least this long (the meter, doubled).
@@ -247,7 +247,7 @@ def _context_cost(analysis: SongAnalysis) -> np.ndarray:
     return np.where(present >= weights.sum() / 3.0, cost / np.maximum(present, 1e-12), np.nan)
 
 
-def _odd_costs_more(analysis: SongAnalysis) -> bool:
+def subdivided_beat(analysis: SongAnalysis) -> bool:
     """Whether the beats are likely a subdivision of the felt beat (``SUBDIVISION_BEAT_SECONDS``)."""
     return not analysis.fallback and analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS
 
@@ -296,7 +296,7 @@ def jump_candidates(analysis: SongAnalysis, *, min_lag_beats: int, per_source: i
     valid = np.isfinite(cost) & (np.abs(lag) >= min_lag_beats) & (a_idx >= 1)
     downbeat = (np.arange(n) - analysis.downbeat_phase) % analysis.beats_per_bar == 0
     cost = _with_position_cost(cost, lag, downbeat[None, :], bar=bar, fallback=bool(analysis.fallback),
-                               odd_costs_more=_odd_costs_more(analysis))
+                               odd_costs_more=subdivided_beat(analysis))
     if analysis.mel_before_db is not None:
         cost = cost + LOCAL_WEIGHT * _local_seam_cost(analysis)
     # rhythmic verification: small lags move the landing, large ones drop the jump
@@ -396,7 +396,7 @@ class JumpCosts:
         self.n = n
         self.shape = (n, n)
         self.min_lag = int(min_lag_beats)
-        self.odd_costs_more = _odd_costs_more(analysis)
+        self.odd_costs_more = subdivided_beat(analysis)
         self.bar = unit_beats(analysis)
         self.fallback = analysis.fallback
         self.times = analysis.beat_seconds

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
-from harmonizer_cli.core.extend.candidates import SUBDIVISION_BEAT_SECONDS, JumpCandidates, unit_beats
+from harmonizer_cli.core.extend.candidates import JumpCandidates, subdivided_beat, unit_beats
 
 __all__ = ["plan_loops", "loop_length_fit", "loop_rhythm_cost"]
 
@@ -149,12 +149,12 @@ def loop_length_fit(analysis: SongAnalysis):
 
 def loop_rhythm_cost(analysis: SongAnalysis):
     """``rhythm_cost`` for ``plan_loops`` (None on the no-pulse grid): a loop of whole
-    planning or meter bars is free; over a subdivided beat (``SUBDIVISION_BEAT_SECONDS``)
-    the felt beat is two beats and the felt bar two meter bars. Costs are per pass."""
+    planning or meter bars is free; over a subdivided beat (``subdivided_beat``) the
+    felt beat is two beats and the felt bar two meter bars. Costs are per pass."""
     if analysis.fallback:
         return None
     bar = unit_beats(analysis)
-    felt = 2 if analysis.beat_period_seconds < SUBDIVISION_BEAT_SECONDS else 1
+    felt = 2 if subdivided_beat(analysis) else 1
     meter = max(1, analysis.beats_per_bar) * felt
 
     def cost(lags: np.ndarray) -> np.ndarray:
