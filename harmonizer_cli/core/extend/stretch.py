@@ -160,6 +160,29 @@ def _strided_mono(timeline: Timeline, lo: int, hi: int, step: int, *, block_fram
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+#: Frames transformed at once by ``_flux`` (a few MB: an output's whole spectrogram at once
+#: is hundreds, and fresh memory is what a cold command pays most for).
+_FLUX_CHUNK = 1024
+
+
+def _flux(frames: np.ndarray) -> np.ndarray:
+    """Positive spectral flux of ``frames`` [shape=(n, frame)]: the log magnitude (scaled to
+    the loudest bin of all) rising from each frame to the next, summed over bins; 0 first."""
+    window = np.hanning(frames.shape[1]).astype(np.float32)
+    magnitude = np.empty((frames.shape[0], frames.shape[1] // 2 + 1), dtype=np.float32)
+    for start in range(0, frames.shape[0], _FLUX_CHUNK):
+        magnitude[start:start + _FLUX_CHUNK] = np.abs(np.fft.rfft(frames[start:start + _FLUX_CHUNK] * window, axis=1))
+    scale = 100.0 / (float(magnitude.max()) + 1e-12)
+    flux = np.zeros(frames.shape[0])
+    previous = None
+    for start in range(0, frames.shape[0], _FLUX_CHUNK):
+        logmag = np.log1p(scale * magnitude[start:start + _FLUX_CHUNK])
+        steps = np.diff(logmag if previous is None else np.concatenate([previous, logmag]), axis=0)
+        flux[start + (previous is None):start + logmag.shape[0]] = np.sum(np.maximum(steps, 0.0), axis=1)
+        previous = logmag[-1:]
+    return flux
+
+
 def _steady_region(out: Optional[np.ndarray], *, sample_rate: int, length: int, lo: int, hi: int,
                    avoid: list, mono: Optional[np.ndarray] = None) -> Optional[int]:
     """Start (sample) of the ``length``-sample window within ``[lo, hi)`` with the fewest onsets.
@@ -179,10 +202,7 @@ def _steady_region(out: Optional[np.ndarray], *, sample_rate: int, length: int, 
     if mono.size < 2 * frame:
         return lo
     n_frames = (mono.size - frame) // hop + 1
-    index = np.arange(frame)[None, :] + hop * np.arange(n_frames)[:, None]
-    magnitude = np.abs(np.fft.rfft(mono[index] * np.hanning(frame).astype(np.float32), axis=1))
-    logmag = np.log1p(100.0 * magnitude / (float(magnitude.max()) + 1e-12))
-    flux = np.concatenate([[0.0], np.sum(np.maximum(np.diff(logmag, axis=0), 0.0), axis=1)])
+    flux = _flux(np.lib.stride_tricks.sliding_window_view(mono, frame)[::hop][:n_frames])
     frame_samples = hop * step
     span = max(1, int(np.ceil(length / frame_samples)))
     if span > n_frames:
