@@ -283,35 +283,20 @@ class _PathSearch:
         # (while more is left than the longest such jump spans, none can finish: skip the matrix)
         if need - (times[rows[-1]] - times[0]) > float(cap.max()):
             return a, b, cost, back
-        if cands.blocked:  # a long song: only the jumps of about the length needed are costed
-            fa, fb = self._finishing_blocked(rows, cap[:, 0], need)
-            if fa.size:
-                a = np.concatenate([a, fa])
-                b = np.concatenate([b, fb])
-                cost = np.concatenate([cost, cands.full[fa, fb]])
-                back = np.concatenate([back, times[fa] - cands.landing(times, fa, fb)])
-            return a, b, cost, back
-        sub = cands.full[rows, : g.last_start + 1]
-        left_all = need - (times[rows][:, None] - times[: g.last_start + 1][None, :]
-                           - cands.full_shift[rows, : g.last_start + 1])
-        ok = np.isfinite(sub) & (np.abs(left_all) <= cap)
-        if ok.any():
-            flat = np.flatnonzero(ok)
-            excess_all = np.abs(left_all.reshape(-1)[flat])
-            order = flat[np.argsort(SEAM_WEIGHT * sub.reshape(-1)[flat]
-                                    + RESIDUAL_WEIGHT * excess_all / g.period)[:FINISHING_OPTIONS]]
-            fa = rows[order // sub.shape[1]]
-            fb = order % sub.shape[1]
+        # only the jumps of about the length needed are costed (not the whole matrix)
+        fa, fb = self._finishing(rows, cap[:, 0], need)
+        if fa.size:
             a = np.concatenate([a, fa])
             b = np.concatenate([b, fb])
             cost = np.concatenate([cost, cands.full[fa, fb]])
             back = np.concatenate([back, times[fa] - cands.landing(times, fa, fb)])
         return a, b, cost, back
 
-    def _finishing_blocked(self, rows: np.ndarray, cap: np.ndarray, need: float) -> tuple[np.ndarray, np.ndarray]:
-        """``_options``' finishing jumps for a long song (``JumpCosts``): from each row, only
-        the landings whose jump leaves about ``need`` (within its ``cap`` and the largest
-        rhythmic shift) are costed; the same choice as from the full matrix."""
+    def _finishing(self, rows: np.ndarray, cap: np.ndarray, need: float) -> tuple[np.ndarray, np.ndarray]:
+        """``_options``' finishing jumps: from each row, only the landings whose jump leaves
+        about ``need`` (within its ``cap`` and the largest rhythmic shift) are costed, the
+        best ``FINISHING_OPTIONS`` of them kept (the same choice as from the whole matrix,
+        which a long song does not have: ``JumpCosts``)."""
         g, cands, times = self.g, self.cands, self.g.times
         reach = cap + MAX_RHYTHM_SHIFT * g.period + 1e-6
         ends = times[: g.last_start + 1]
@@ -323,7 +308,7 @@ class _PathSearch:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         fa = np.repeat(rows, counts)
         fb = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
-        sub, shift = cands.full.pairs(fa, fb)
+        sub, shift = cands.full.pairs(fa, fb) if cands.blocked else (cands.full[fa, fb], cands.full_shift[fa, fb])
         left = need - (times[fa] - times[fb] - shift)
         ok = np.isfinite(sub) & (np.abs(left) <= np.repeat(cap, counts))
         if not ok.any():
