@@ -53,8 +53,10 @@ __all__ = [
 #: Names of the frame representations.
 REPRESENTATIONS = ("logmel", "waveform")
 
-# Frames analysed at once (bounds the temporary [chunk, 40, 2048] array to ~20 MB).
-_CHUNK_FRAMES = 64
+# Frames analysed at once: the temporary [chunk, 40, 2048] array stays near 2.6 MB (in
+# cache, and memory already the process's; at 64 frames, 21 MB a chunk, 3 minutes of
+# frames took 0.45 s cold instead of 0.12 s). The result does not depend on it.
+_CHUNK_FRAMES = 8
 
 
 @dataclass(frozen=True)
