@@ -116,12 +116,19 @@ def _fold(envelope: np.ndarray, frame_rate: float, period: float, lo: np.ndarray
 
     ``source``: read the frames ``source`` later than their phase (calibration of a
     slip). Returns the complex sums and the envelope's sums (clarity = |z| / sum)."""
-    k = np.arange(envelope.size)
-    phasor = envelope * np.exp(-2j * np.pi * (k - source) / (period * frame_rate))
-    cum_z = np.concatenate([[0.0], np.cumsum(phasor)])
-    cum_e = np.concatenate([[0.0], np.cumsum(envelope)])
+    cum_z, cum_e = _cumulative(envelope, frame_rate, period, source=source)
     lo, hi = np.clip(lo + source, 0, envelope.size), np.clip(hi + source, 0, envelope.size)
     return cum_z[hi] - cum_z[lo], cum_e[hi] - cum_e[lo]
+
+
+def _cumulative(envelope: np.ndarray, frame_rate: float, period: float, *, source: int = 0):
+    """Running sums (a 0 first) of the envelope times its phasor at ``period``, and of the
+    envelope, along the frames (each band of a 2-D envelope: one phasor for all)."""
+    k = np.arange(envelope.shape[0])
+    phasor = np.exp(-2j * np.pi * (k - source) / (period * frame_rate))
+    folded = envelope * (phasor if envelope.ndim == 1 else phasor[:, None])
+    zero = np.zeros((1,) + envelope.shape[1:])
+    return np.concatenate([zero, np.cumsum(folded, axis=0)]), np.concatenate([zero, np.cumsum(envelope, axis=0)])
 
 
 @dataclass(frozen=True)
@@ -171,14 +178,18 @@ def _profiles(envelope: np.ndarray, frame_rate: float, period: float, lo: np.nda
     ``late``: the frames are heard that many frames earlier than they are (their phase
     is that of frame ``k - late``), as after a seam that lands late."""
     out = np.zeros((lo.size, envelope.shape[1], SWAP_BINS))
-    for i, (start, stop) in enumerate(zip(lo, hi)):
-        if stop - start < SWAP_BINS:
-            continue
-        k = np.arange(start, stop)
+    used = np.flatnonzero(np.asarray(hi) - np.asarray(lo) >= SWAP_BINS)
+    if used.size:  # every window at once: window w's bin b is cell w * SWAP_BINS + b
+        starts, lengths = np.asarray(lo)[used], (np.asarray(hi) - np.asarray(lo))[used]
+        offsets = np.cumsum(lengths) - lengths
+        k = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
         bins = np.floor(((k - late) / (period * frame_rate)) % 1.0 * SWAP_BINS).astype(np.int64) % SWAP_BINS
-        counts = np.maximum(np.bincount(bins, minlength=SWAP_BINS), 1)
+        cells = np.repeat(np.arange(used.size), lengths) * SWAP_BINS + bins
+        size = used.size * SWAP_BINS
+        counts = np.maximum(np.bincount(cells, minlength=size), 1)
         for band in range(envelope.shape[1]):
-            out[i, band] = np.bincount(bins, weights=envelope[start:stop, band], minlength=SWAP_BINS) / counts
+            sums = np.bincount(cells, weights=envelope[k, band], minlength=size)
+            out[used, band] = (sums / counts).reshape(used.size, SWAP_BINS)
     return out - out.mean(axis=2, keepdims=True)
 
 
@@ -202,9 +213,13 @@ def _measure(envelope: np.ndarray, frame_rate: float, points: np.ndarray, period
     pulse = periods[0]
     cross = np.zeros(points.size, dtype=complex)
     strength_b, strength_a, total_b, total_a = (np.zeros(points.size) for _ in range(4))
+    # (one phasor and one running sum per band serve every window: ``_fold``'s, shared)
+    sums_b = _cumulative(envelope, frame_rate, pulse)
+    sums_a = sums_b if slip == 0 else _cumulative(envelope, frame_rate, pulse, source=slip)
     for band in range(envelope.shape[1]):
-        z_b, e_b = _fold(envelope[:, band], frame_rate, pulse, b_lo, b_hi)
-        z_a, e_a = _fold(envelope[:, band], frame_rate, pulse, a_lo - slip, a_hi - slip, source=slip)
+        (cz_b, ce_b), (cz_a, ce_a) = ((z[:, band], e[:, band]) for z, e in (sums_b, sums_a))
+        z_b, e_b = cz_b[b_hi] - cz_b[b_lo], ce_b[b_hi] - ce_b[b_lo]
+        z_a, e_a = cz_a[a_hi] - cz_a[a_lo], ce_a[a_hi] - ce_a[a_lo]
         cross += z_a * np.conj(z_b)
         strength_b += np.abs(z_b)
         strength_a += np.abs(z_a)
