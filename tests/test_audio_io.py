@@ -202,6 +202,49 @@ def test_limiter_does_not_depend_on_the_block_size(block: int) -> None:
     assert np.array_equal(np.concatenate(list(audio_io.limited([quiet], sample_rate=8000))), quiet)
 
 
+def test_limiter_passes_frames_far_from_overs_uncopied_and_limits_the_rest() -> None:
+    rate = 8000
+    loud = _loud_tone(rate=rate)
+    quiet = (0.5 * loud).astype(np.float32)
+    blocks = [quiet, loud, quiet]
+    out = list(audio_io.limited(iter(blocks), sample_rate=rate))
+    joined = np.concatenate(out)
+    assert np.array_equal(joined, np.concatenate(list(audio_io.limited([np.concatenate(blocks)], sample_rate=rate))))
+    assert np.abs(joined).max() <= 1.0
+    assert any(np.shares_memory(part, quiet) for part in out)  # the first quiet block passed as it came
+
+
+def test_write_behind_raises_the_writers_failure_and_stops() -> None:
+    from harmonizer_cli.core.audio_out import _write_behind
+
+    written, produced = [], []
+
+    def write(block: int) -> None:
+        if block == 3:
+            raise RuntimeError("disk full")
+        written.append(block)
+
+    def blocks():
+        for k in range(1000):
+            produced.append(k)
+            yield k
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        _write_behind(write, blocks())
+    assert written == [0, 1, 2]
+    assert len(produced) < 20  # the producer stopped soon after the failure
+    # and a failure of the producer stops the writer: nothing after it is written
+    written.clear()
+
+    def failing():
+        yield 0
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _write_behind(written.append, failing())
+    assert written in ([], [0])
+
+
 def _bad_inputs(tmp_path: Path, tone_wav: Path) -> dict[str, tuple[Path, str]]:
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
