@@ -340,3 +340,30 @@ def test_the_limiters_moving_minimum_is_exact(n: int, half: int) -> None:
     padded = np.pad(values, half, mode="edge")
     expected = np.array([padded[i:i + 2 * half + 1].min() for i in range(n)])
     assert np.array_equal(_moving(values, half, "min"), expected)
+
+
+@pytest.mark.parametrize("spool_frames", [None, 15])
+def test_decoding_into_the_announced_length_survives_a_longer_song(spool_frames) -> None:
+    """An mp3 announces an estimated length: decoded into one array of it, a song that turns
+    out longer goes on in blocks (and is spooled when it grows past the limit)."""
+    from harmonizer_cli.core.audio_io import _Blocks
+
+    song = np.arange(2 * 23, dtype=np.float32).reshape(23, 2)
+    blocks = _Blocks(spool_frames)
+    blocks.reserve(10, 2)
+    done = 0
+    while (room := blocks.room(4)) is not None:
+        room[:] = song[done:done + room.shape[0]]
+        blocks.filled(room.shape[0])
+        done += room.shape[0]
+    assert done == 10
+    for start in range(10, 23, 4):
+        blocks.add(song[start:start + 4])
+    result = blocks.result()
+    assert np.array_equal(np.asarray(result[0:23]), song)
+    assert (spool_frames is not None) == (not isinstance(result, np.ndarray))
+    exact = _Blocks(None)
+    exact.reserve(23, 2)
+    exact.room(23)[:] = song
+    exact.filled(23)
+    assert exact.result() is exact.reserved  # no copy when the announced length was right
