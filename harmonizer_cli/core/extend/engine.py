@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from harmonizer_cli.core._typing import Predictor, ProgressFn
-from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono, to_model_view
+from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono
 from harmonizer_cli.core.decoded import is_on_disk, spooled_view
 from harmonizer_cli.core.extend.analysis import analyze_song
 from harmonizer_cli.core.extend.audit import audited_plan
@@ -217,8 +217,9 @@ def extend_audio(
         if audio.samples.view is None:
             audio.samples.view = spooled_view(audio.samples, audio.sample_rate, MODEL_SAMPLE_RATE)
         mono = audio.samples.view
-    else:
-        mono = to_model_view(audio)
+    else:  # (the mono mix at the song's rate serves the seams too: ``song_mono`` below)
+        full_mono = to_mono(audio.samples)
+        mono = resample(full_mono, from_rate=audio.sample_rate, to_rate=MODEL_SAMPLE_RATE)  # to_model_view
     if engine == Engine.NEURAL.value:
         return _neural_result(audio, mono, target_seconds, predictor, path=path, on_progress=on_progress)
     progress = on_progress or (lambda done, total: None)
@@ -230,7 +231,7 @@ def extend_audio(
     clock = time.perf_counter()
     guidance = TargetCost(predictor, mono) if predictor is not None else None
     guidance_seconds = time.perf_counter() - clock
-    song_mono = audio.samples.mono() if on_disk else to_mono(audio.samples)
+    song_mono = audio.samples.mono() if on_disk else full_mono
     audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
                            view=mono)
     seconds = audited.seconds
