@@ -214,35 +214,11 @@ def test_limiter_passes_frames_far_from_overs_uncopied_and_limits_the_rest() -> 
     assert any(np.shares_memory(part, quiet) for part in out)  # the first quiet block passed as it came
 
 
-def test_write_behind_raises_the_writers_failure_and_stops() -> None:
-    from harmonizer_cli.core.audio_out import _write_behind
+def test_16_bit_output_rounds_to_the_nearest_step() -> None:
+    from harmonizer_cli.core.audio_out import _pcm16
 
-    written, produced = [], []
-
-    def write(block: int) -> None:
-        if block == 3:
-            raise RuntimeError("disk full")
-        written.append(block)
-
-    def blocks():
-        for k in range(1000):
-            produced.append(k)
-            yield k
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        _write_behind(write, blocks())
-    assert written == [0, 1, 2]
-    assert len(produced) < 20  # the producer stopped soon after the failure
-    # and a failure of the producer stops the writer: nothing after it is written
-    written.clear()
-
-    def failing():
-        yield 0
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _write_behind(written.append, failing())
-    assert written in ([], [0])
+    x = np.array([[-1.0], [-0.5 / 32768], [0.4 / 32768], [0.6 / 32768], [1.5 / 32768], [1.0]], dtype=np.float32)
+    assert _pcm16(x)[:, 0].tolist() == [-32768, 0, 0, 1, 2, 32767]
 
 
 def _bad_inputs(tmp_path: Path, tone_wav: Path) -> dict[str, tuple[Path, str]]:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import queue
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -410,7 +408,9 @@ def save_audio(
                 if subtype in ("FLOAT", "DOUBLE"):
                     _without_peak_chunk(handle)
                 # (integer files: the limiter has brought every frame within [-1, 1] already)
-                _write_behind(handle.write, (np.asarray(block, dtype=np.float32) for block in blocks))
+                convert = _pcm16 if subtype == "PCM_16" else (lambda block: np.asarray(block, dtype=np.float32))
+                for block in blocks:
+                    handle.write(convert(block))
         except (sf.LibsndfileError, RuntimeError, AssertionError) as exc:
             # libsndfile reports a full disk as "System error."; soundfile asserts on a
             # short write: name the likely cause when the folder has no space left
@@ -422,48 +422,16 @@ def save_audio(
     return path
 
 
-#: Blocks rendered ahead of the writer at most (``_write_behind``: 4 x 64 Ki frames).
-_WRITE_AHEAD = 4
+_PCM16_SCALE = np.float32(0x8000)
 
 
-def _write_behind(write, blocks) -> None:
-    """``write(block)`` for every block of ``blocks``, in a second thread.
-
-    libsndfile encodes and writes a block while the next ones are rendered (the
-    timeline, its crossfades, the limiter: numpy), both free of the interpreter's lock
-    for most of their time: a 5-minute WAV is written in about 0.2 s less. At most
-    ``_WRITE_AHEAD`` blocks wait. A failure of either side stops both, and is raised
-    here (the writer's once every block taken is dropped); the thread has ended when
-    this returns or raises, so the caller can close and remove the file.
-    """
-    waiting: queue.Queue = queue.Queue(maxsize=_WRITE_AHEAD)
-    failed: list = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        while (block := waiting.get()) is not None:
-            if failed or stop.is_set():
-                continue  # (drain: the producer must never wait on a full queue)
-            try:
-                write(block)
-            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-                failed.append(exc)
-
-    thread = threading.Thread(target=writer, name="harmonizer-writer", daemon=True)
-    thread.start()
-    try:
-        for block in blocks:
-            if failed:
-                break
-            waiting.put(block)
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        waiting.put(None)
-        thread.join()
-    if failed:
-        raise failed[0]
+def _pcm16(block) -> np.ndarray:
+    """Float samples as 16-bit integers: ``x * 0x8000`` in single precision, rounded to the
+    nearest (even on ties) and held within the 16-bit range, as libsndfile converts for
+    FLAC (for WAV it rounds down). Converted here, libsndfile only copies: 5 minutes of
+    16-bit WAV are written in 0.15 s, not 0.4 s."""
+    scaled = np.rint(np.asarray(block, dtype=np.float32) * _PCM16_SCALE)
+    return np.clip(scaled, -32768.0, 32767.0, out=scaled).astype(np.int16)
 
 
 def _reporting(blocks, total: int, on_progress):
