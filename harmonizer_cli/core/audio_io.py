@@ -489,10 +489,13 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     if samples.ndim == 1:
         return samples
     # channel by channel: much faster than ``mean(axis=1)`` on (n, 2) arrays, same result
-    mono = samples[:, 0].copy()
-    for channel in range(1, samples.shape[1]):
+    if samples.shape[1] == 1:
+        return samples[:, 0].copy()
+    mono = np.add(samples[:, 0], samples[:, 1])
+    for channel in range(2, samples.shape[1]):
         mono += samples[:, channel]
-    return mono / np.float32(samples.shape[1]) if samples.shape[1] > 1 else mono
+    mono /= np.float32(samples.shape[1])  # (in place: a song's mono mix is tens of MB)
+    return mono
 
 
 def resample(samples: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:
