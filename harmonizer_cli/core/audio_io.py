@@ -317,7 +317,7 @@ def _decode_any(path: Path, max_seconds: float | None, spool_seconds: float | No
     then PyAV, then audioread. A file PyAV opens but finds no audio in is an error of
     its own when PyAV is the first reader (a video without sound), and otherwise a file
     that is not what its name says. Past ``spool_seconds`` the samples go to a temporary
-    file (libsndfile's formats block by block; PyAV's and audioread's once decoded).
+    file (libsndfile's and PyAV's formats block by block; audioread's once decoded).
     """
     from harmonizer_cli.core.media import NoAudioStreamError, UndecodableError, read_audio_track
 
@@ -329,8 +329,7 @@ def _decode_any(path: Path, max_seconds: float | None, spool_seconds: float | No
         except _SNDFILE_ERRORS as exc:
             failure = exc
     try:
-        samples, sample_rate = read_audio_track(path, max_seconds=max_seconds)
-        return _spooled(samples, sample_rate, spool_seconds), sample_rate
+        return read_audio_track(path, max_seconds=max_seconds, spool_seconds=spool_seconds)
     except NoAudioStreamError as exc:
         if pyav_first:
             raise

@@ -252,13 +252,35 @@ def _layout_name(n_channels: int) -> str:
     return pyav().AudioLayout(f"{int(n_channels)}c").name
 
 
+class _Collected:
+    """Decoded blocks kept in memory and joined at the end (``_decode_audio``'s default sink)."""
+
+    def __init__(self) -> None:
+        self.blocks: list = []
+
+    def add(self, block: np.ndarray) -> None:
+        self.blocks.append(block)
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self.blocks, axis=0)
+
+    def abandon(self) -> None:
+        self.blocks = []
+
+
+#: Decoded frames gathered before they go to the sink as one (n, channels) block.
+_SINK_FRAMES = 1 << 16
+
+
 def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Optional[int] = None,
-                  n_channels: Optional[int] = None) -> tuple[np.ndarray, int, float]:
+                  n_channels: Optional[int] = None, sink=None) -> tuple[np.ndarray, int, float]:
     """Decode the first audio stream to float32 (n, channels).
 
     At the stream's own rate and layout unless ``sample_rate`` / ``n_channels`` are
     given. Returns the samples, their rate and when they start (seconds, in the
-    container's time).
+    container's time). The samples go to ``sink(rate, channels)`` (an object with
+    ``add(block)``, ``result()`` and ``abandon()``: ``audio_io``'s spooling blocks, say)
+    ``_SINK_FRAMES`` at a time as they are decoded; by default they are joined in memory.
     """
     av = pyav()
     with open_input(path) as container:
@@ -290,38 +312,60 @@ def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Opti
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         except (av.FFmpegError, ValueError):  # a layout FFmpeg names but cannot convert from
             resampler = av.AudioResampler(format="fltp", layout=_layout_name(channels), rate=rate)
-        blocks: list[np.ndarray] = []
-        n_decoded = 0
+        # mp4/mov declare the exact length (the edit list skips the encoder's priming);
+        # the decoder still returns the padding of the last AAC frame: it is dropped
+        exact = int(round(exact_seconds * rate)) if exact_seconds is not None else 0
+        out_sink = (sink or (lambda _rate, _channels: _Collected()))(rate, channels)
+        pending: list[np.ndarray] = []  # planar frames not yet passed on
+        counts = {"pending": 0, "passed": 0, "decoded": 0}
+
+        def pass_on() -> None:
+            if pending:
+                block = np.ascontiguousarray(np.concatenate(pending, axis=1).T, dtype=np.float32)
+                pending.clear()
+                counts["pending"] = 0
+                if exact > 0:
+                    block = block[:max(0, exact - counts["passed"])]
+                if block.shape[0]:
+                    out_sink.add(block)
+                    counts["passed"] += block.shape[0]
+
+        def take(out) -> None:
+            pending.append(out.to_ndarray())
+            counts["pending"] += out.samples
+            counts["decoded"] += out.samples
+            if counts["pending"] >= _SINK_FRAMES:
+                pass_on()
+
         start_seconds: Optional[float] = None
         limit = None if max_seconds is None else int(max_seconds * rate) + 1
         try:
-            for frame in container.decode(stream):  # type: ignore[attr-defined]
-                if start_seconds is None and frame.pts is not None and frame.time_base is not None:
-                    start_seconds = float(frame.pts * frame.time_base)
-                for out in resampler.resample(frame):
-                    blocks.append(out.to_ndarray())
-                    n_decoded += out.samples
-                if limit is not None and n_decoded > limit:
-                    raise AudioError(f"too long (more than {max_seconds / 60:g} minutes, the most accepted)",
-                                     path=path)
-            for out in resampler.resample(None):
-                blocks.append(out.to_ndarray())
-        except av.FFmpegError as exc:
-            if not blocks:  # nothing decodable; a truncated file keeps what came before the damage
-                raise UndecodableError(f"cannot decode: {_reason(exc)}", path=path) from exc
-    if not blocks:
+            try:
+                for frame in container.decode(stream):  # type: ignore[attr-defined]
+                    if start_seconds is None and frame.pts is not None and frame.time_base is not None:
+                        start_seconds = float(frame.pts * frame.time_base)
+                    for out in resampler.resample(frame):
+                        take(out)
+                    if limit is not None and counts["decoded"] > limit:
+                        raise AudioError(f"too long (more than {max_seconds / 60:g} minutes, the most accepted)",
+                                         path=path)
+                for out in resampler.resample(None):
+                    take(out)
+            except av.FFmpegError as exc:
+                if not counts["decoded"]:  # nothing decodable; a truncated file keeps what came before the damage
+                    raise UndecodableError(f"cannot decode: {_reason(exc)}", path=path) from exc
+            pass_on()
+        except BaseException:
+            out_sink.abandon()
+            raise
+    if not counts["passed"]:
+        out_sink.abandon()
         return np.zeros((0, channels), dtype=np.float32), rate, start_seconds or 0.0
-    samples = np.concatenate(blocks, axis=1).T
-    if exact_seconds is not None:
-        # mp4/mov declare the exact length (the edit list skips the encoder's priming);
-        # the decoder still returns the padding of the last AAC frame: drop it
-        exact = int(round(exact_seconds * rate))
-        if 0 < exact < samples.shape[0]:
-            samples = samples[:exact]
-    return np.ascontiguousarray(samples, dtype=np.float32), rate, start_seconds or 0.0
+    return out_sink.result(), rate, start_seconds or 0.0
 
 
-def read_audio_track(path: str | os.PathLike, *, max_seconds: Optional[float] = None) -> tuple[np.ndarray, int]:
+def read_audio_track(path: str | os.PathLike, *, max_seconds: Optional[float] = None,
+                     spool_seconds: Optional[float] = None) -> tuple[np.ndarray, int]:
     """Decode a container's first audio stream at its own sample rate and channels.
 
     Parameters
@@ -330,10 +374,13 @@ def read_audio_track(path: str | os.PathLike, *, max_seconds: Optional[float] = 
     max_seconds : float, optional
         Refuse longer audio: from the container's declared duration before decoding,
         else while decoding.
+    spool_seconds : float, optional
+        Past this length the samples go to a temporary file as they are decoded
+        (``audio_io``'s spooling: an hour-long video's sound is never whole in memory).
 
     Returns
     -------
-    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32]
+    samples : np.ndarray [shape=(n_samples, n_channels), dtype=float32], or a DecodedFile
     sample_rate : int
 
     Raises
@@ -345,7 +392,13 @@ def read_audio_track(path: str | os.PathLike, *, max_seconds: Optional[float] = 
     AudioError
         Encrypted (DRM), or longer than ``max_seconds``.
     """
-    samples, sample_rate, _ = _decode_audio(Path(path), max_seconds=max_seconds)
+    if spool_seconds is None:
+        samples, sample_rate, _ = _decode_audio(Path(path), max_seconds=max_seconds)
+        return samples, sample_rate
+    from harmonizer_cli.core.audio_io import _Blocks  # (decoding goes to a temporary file past spool_seconds)
+
+    samples, sample_rate, _ = _decode_audio(Path(path), max_seconds=max_seconds,
+                                            sink=lambda rate, _channels: _Blocks(spool_seconds * rate))
     return samples, sample_rate
 
 
