@@ -312,3 +312,31 @@ def test_spooled_analysis_is_the_same(song_file):
     for name in ("beat_seconds", "chroma", "timbre", "loudness_db", "mel_before_db", "mel_after_db", "rhythm"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
     assert got.tempo_bpm == want.tempo_bpm and os.path.exists(song_file)
+
+
+def test_a_long_m4a_is_spooled_as_it_is_decoded(tmp_path, private_tmpdir, spooled_handles):
+    """PyAV's formats spool block by block as libsndfile's do: the same samples as in memory."""
+    pytest.importorskip("av")
+    from harmonizer_cli.core.audio_io import save_audio
+
+    song = make_song(6.0)
+    path = save_audio(tmp_path / "song.m4a", song.samples, song.sample_rate)
+    in_memory = load_audio(path)
+    with load_audio(path, spool_over_seconds=1.0) as spooled:
+        assert isinstance(spooled.samples, DecodedFile) and is_on_disk(spooled.samples)
+        assert spooled.n_samples == in_memory.n_samples
+        assert np.array_equal(np.asarray(spooled.samples), in_memory.samples)
+    assert all(handle.closed for handle in spooled_handles)
+    assert list(private_tmpdir.iterdir()) == []
+    # (and the decoder hands over blocks as it goes, never the whole song at once)
+    from harmonizer_cli.core import media
+
+    class Recording(media._Collected):
+        def add(self, block):
+            sizes.append(block.shape[0])
+            super().add(block)
+
+    sizes: list = []
+    samples, _, _ = media._decode_audio(path, max_seconds=None, sink=lambda rate, channels: Recording())
+    assert len(sizes) > 1 and max(sizes) < media._SINK_FRAMES + 4096
+    assert np.array_equal(samples, in_memory.samples)
