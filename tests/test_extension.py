@@ -537,6 +537,24 @@ def test_a_looped_clip_ends_with_the_whole_clip(cut):
     assert np.corrcoef(tail, clip.samples[:, 0])[0, 1] > 0.995
 
 
+def test_a_looped_clip_whose_first_beat_comes_late_ends_with_the_whole_clip():
+    """A clip whose first tracked beat lies more than a beat in (a quiet lead-in, or
+    beats the tracker missed) still ends with all of it (before: its last pass started on
+    that beat, and the clip's first second was missing from the output's ending)."""
+    song = make_song(24.0, bpm=120.0, sample_rate=44100, seed=1)
+    clip = song.samples[int(3.2 * 44100):int(10.2 * 44100)].copy()
+    clip[:int(1.3 * 44100)] *= 0.02  # a quiet lead-in of more than two beats
+    clip = Audio(clip, 44100)
+    from harmonizer_cli.core.extend.analysis import analyze_song
+
+    analysis = analyze_song(to_mono(resample(clip.samples, from_rate=44100, to_rate=22050)))
+    assert analysis.beat_seconds[0] > analysis.beat_period_seconds  # (what the test is about)
+    result = extend_audio(clip, target_seconds=60.0, seed=0)
+    assert result.segments[-1]["source_start"] < 0.02
+    tail = result.samples[-clip.samples.shape[0]:, 0]
+    assert np.corrcoef(tail, clip.samples[:, 0])[0, 1] > 0.995
+
+
 @pytest.mark.parametrize("target", [40.0, 50.0])
 def test_shortening_keeps_the_songs_loudness(target):
     """Cutting out a song's loud middle leaves its quiet intro and ending: what is cut is

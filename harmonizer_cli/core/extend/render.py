@@ -314,11 +314,12 @@ def _place_seams(samples: np.ndarray, song_mono: np.ndarray, analysis: SongAnaly
     expected_shift = int(np.clip(seam_part / max(1, n_seams), -max_shift, max_shift)) if fallback else 0
     period_samples = int(round(analysis.beat_period_seconds * sample_rate))
     # a last landing this early is on the song's first beat; in a clip no longer than the
-    # ending a listener compares (whose first beat lies up to a beat after its first
-    # sample when it was cut from a song), the last pass is then the whole clip
+    # ending a listener compares (whose first tracked beat may lie a beat or more after
+    # its first sample when it was cut from a song), the last pass is then the whole clip
+    # (the cut moves as far in both passages: they stay in step)
     first_landing = period_samples // 2
     first_beat = int(round(float(analysis.beat_seconds[0]) * sample_rate))
-    if analysis.duration_seconds <= ENDING_SECONDS and first_beat <= period_samples:
+    if analysis.duration_seconds <= ENDING_SECONDS:
         first_landing = max(first_landing, first_beat + period_samples // 4)
     moved = False
     for k in range(n_seams):
