@@ -305,6 +305,7 @@ def limited(blocks, *, sample_rate: int):
             gain = _limiter_gain(whole, stage)[left:left + n]
             taken = [(np.concatenate(taken) * gain[:, None]).astype(np.float32)]
         held, first, n_held = rest, first + n, n_held - n
+        del overs[:bisect.bisect_left(overs, first - reach)]  # (those behind every context to come)
         return taken
 
     for block in blocks:
