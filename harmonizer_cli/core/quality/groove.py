@@ -47,6 +47,8 @@ STUMBLE_FACTOR = 1.25
 MIN_STUMBLE_SECONDS = 0.03
 
 _MEL: dict = {}
+#: Frames of ``onset_envelope`` transformed at once (4 MB; the result does not depend on it).
+_ENVELOPE_CHUNK = 512
 
 
 def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, float]:
@@ -93,12 +95,12 @@ def onset_envelope(mono: np.ndarray, *, sample_rate: int) -> tuple[np.ndarray, f
         windows = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     hann = np.hanning(n_fft).astype(np.float32)
     log_mel = np.empty((n_frames, 40), dtype=np.float32)
-    for start in range(0, n_frames, 2048):
-        chunk = (centred_windows(mono, n_fft, hop, start, min(2048, n_frames - start)) if on_disk
-                 else windows[start:start + 2048])
+    for start in range(0, n_frames, _ENVELOPE_CHUNK):
+        chunk = (centred_windows(mono, n_fft, hop, start, min(_ENVELOPE_CHUNK, n_frames - start)) if on_disk
+                 else windows[start:start + _ENVELOPE_CHUNK])
         spectrum = np.fft.rfft(chunk * hann, axis=1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-        log_mel[start:start + 2048] = np.log10(power @ weights.T + 1e-10)
+        log_mel[start:start + _ENVELOPE_CHUNK] = np.log10(power @ weights.T + 1e-10)
     log_mel = np.maximum(log_mel, -10.0)  # a floor 100 dB below full scale, whatever the excerpt
     rise = np.maximum(0.0, np.diff(log_mel, axis=0))
     flux = np.zeros((n_frames, 3))
