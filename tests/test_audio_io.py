@@ -214,11 +214,16 @@ def test_limiter_passes_frames_far_from_overs_uncopied_and_limits_the_rest() -> 
     assert any(np.shares_memory(part, quiet) for part in out)  # the first quiet block passed as it came
 
 
-def test_16_bit_output_rounds_to_the_nearest_step() -> None:
+def test_16_bit_wav_holds_what_libsndfile_would_write(tmp_path: Path) -> None:
+    """The conversion moved out of libsndfile (for speed) writes the same samples it did."""
     from harmonizer_cli.core.audio_out import _pcm16
 
-    x = np.array([[-1.0], [-0.5 / 32768], [0.4 / 32768], [0.6 / 32768], [1.5 / 32768], [1.0]], dtype=np.float32)
-    assert _pcm16(x)[:, 0].tolist() == [-32768, 0, 0, 1, 2, 32767]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-1.0, 1.0, 50_000), np.arange(-70_000, 70_000) / 65536.0,
+                        [1.0, -1.0, 0.5 / 32768, -0.5 / 32768, 1.5 / 32768]]).astype(np.float32)[:, None]
+    sf.write(tmp_path / "libsndfile.wav", x, 8000, subtype="PCM_16")
+    theirs, _ = sf.read(tmp_path / "libsndfile.wav", dtype="int16")
+    assert np.array_equal(_pcm16(x)[:, 0], theirs)
 
 
 def _bad_inputs(tmp_path: Path, tone_wav: Path) -> dict[str, tuple[Path, str]]:
