@@ -330,13 +330,14 @@ def test_a_long_m4a_is_spooled_as_it_is_decoded(tmp_path, private_tmpdir, spoole
     assert list(private_tmpdir.iterdir()) == []
     # (and the decoder hands over blocks as it goes, never the whole song at once)
     from harmonizer_cli.core import media
+    from harmonizer_cli.core.audio_io import _Blocks
 
-    class Recording(media._Collected):
+    class Recording(_Blocks):
         def add(self, block):
             sizes.append(block.shape[0])
             super().add(block)
 
     sizes: list = []
-    samples, _, _ = media._decode_audio(path, max_seconds=None, sink=lambda rate, channels: Recording())
+    samples, _, _ = media._decode_audio(path, max_seconds=None, sink=lambda rate, channels: Recording(None))
     assert len(sizes) > 1 and max(sizes) < media._SINK_FRAMES + 4096
     assert np.array_equal(samples, in_memory.samples)

@@ -252,22 +252,6 @@ def _layout_name(n_channels: int) -> str:
     return pyav().AudioLayout(f"{int(n_channels)}c").name
 
 
-class _Collected:
-    """Decoded blocks kept in memory and joined at the end (``_decode_audio``'s default sink)."""
-
-    def __init__(self) -> None:
-        self.blocks: list = []
-
-    def add(self, block: np.ndarray) -> None:
-        self.blocks.append(block)
-
-    def result(self) -> np.ndarray:
-        return np.concatenate(self.blocks, axis=0)
-
-    def abandon(self) -> None:
-        self.blocks = []
-
-
 #: Decoded frames gathered before they go to the sink as one (n, channels) block.
 _SINK_FRAMES = 1 << 16
 
@@ -279,9 +263,11 @@ def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Opti
     At the stream's own rate and layout unless ``sample_rate`` / ``n_channels`` are
     given. Returns the samples, their rate and when they start (seconds, in the
     container's time). The samples go to ``sink(rate, channels)`` (an object with
-    ``add(block)``, ``result()`` and ``abandon()``: ``audio_io``'s spooling blocks, say)
+    ``add(block)``, ``result()`` and ``abandon()``: ``audio_io``'s blocks, spooling or not)
     ``_SINK_FRAMES`` at a time as they are decoded; by default they are joined in memory.
     """
+    from harmonizer_cli.core.audio_io import _Blocks
+
     av = pyav()
     with open_input(path) as container:
         if not container.streams.audio:  # type: ignore[attr-defined]
@@ -315,7 +301,7 @@ def _decode_audio(path: Path, *, max_seconds: Optional[float], sample_rate: Opti
         # mp4/mov declare the exact length (the edit list skips the encoder's priming);
         # the decoder still returns the padding of the last AAC frame: it is dropped
         exact = int(round(exact_seconds * rate)) if exact_seconds is not None else 0
-        out_sink = (sink or (lambda _rate, _channels: _Collected()))(rate, channels)
+        out_sink = (sink or (lambda _rate, _channels: _Blocks(None)))(rate, channels)  # (in memory)
         pending: list[np.ndarray] = []  # planar frames not yet passed on
         counts = {"pending": 0, "passed": 0, "decoded": 0}
 
