@@ -300,24 +300,31 @@ def _onset_strength(log_mel: np.ndarray) -> np.ndarray:
     return (flux / scale) if scale > 0 else flux
 
 
-def _fold_coherence(onset: np.ndarray, period: float, *, frame_rate: float,
-                    window_seconds: float = 8.0) -> float:
-    """How coherently the onset envelope folds at ``period`` (frames): the median over
-    8 s windows (half overlapping; a third of a song shorter than 24 s, 2 s at least) of
-    ``|sum o e^(-2 pi i t / period)| / sum o``.
+def _fold_coherence(onset: np.ndarray, periods, *, frame_rate: float,
+                    window_seconds: float = 8.0) -> np.ndarray:
+    """How coherently the onset envelope folds at each of ``periods`` (frames)
+    [shape=(len(periods),)]: the median over 8 s windows (half overlapping; a third
+    of a song shorter than 24 s, 2 s at least) of ``|sum o e^(-2 pi i t / period)| / sum o``.
 
     1 for a pulse train at that period (or at a divisor of it), about 0.1 for noise;
     a 3:2 or 2:3 error of the period folds the beats onto three phases and cancels.
     """
+    periods = np.atleast_1d(np.asarray(periods, dtype=np.float64))
     n = onset.size
     window_seconds = min(window_seconds, max(2.0, n / frame_rate / 3.0))
     span = max(8, int(window_seconds * frame_rate))
     starts = np.arange(0, max(1, n - span + 1), max(1, span // 2))
     stops = np.minimum(starts + span, n)
-    phasor = onset * np.exp(-2j * np.pi * np.arange(n) / period)
-    cum_z = np.concatenate([[0.0], np.cumsum(phasor)])
     cum_e = np.concatenate([[0.0], np.cumsum(onset)])
-    return float(np.median(np.abs(cum_z[stops] - cum_z[starts]) / np.maximum(cum_e[stops] - cum_e[starts], 1e-12)))
+    energy = np.maximum(cum_e[stops] - cum_e[starts], 1e-12)
+    turns = -2j * np.pi * np.arange(n)
+    coherence = np.empty(periods.size)
+    rows = max(1, (1 << 20) // max(n, 1))  # periods folded at once (16 MB of phasors)
+    for first in range(0, periods.size, rows):
+        phasor = onset * np.exp(turns / periods[first:first + rows, None])
+        cum_z = np.concatenate([np.zeros((phasor.shape[0], 1)), np.cumsum(phasor, axis=1)], axis=1)
+        coherence[first:first + rows] = np.median(np.abs(cum_z[:, stops] - cum_z[:, starts]) / energy, axis=1)
+    return coherence
 
 
 def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, float]:
@@ -366,26 +373,24 @@ def _estimate_period(onset: np.ndarray, *, frame_rate: float) -> tuple[float, fl
     candidates = [lag for lag in candidates if min_lag <= lag <= max_lag]
     grid = frame_rate * 60.0 / np.geomspace(40.0, 240.0, 48)  # (the song's folding across tempi)
 
-    def folds(lag: float) -> float:
+    def folds(lags, window_seconds: float = 8.0) -> np.ndarray:
         # a pulse folds at its period and at half of it (its onsets are sharp, or it is
         # subdivided); a period 3:2 or 5:4 off folds at neither
-        return (_fold_coherence(onset, lag, frame_rate=frame_rate)
-                + _fold_coherence(onset, lag / 2.0, frame_rate=frame_rate))
+        lags = np.asarray(lags, dtype=np.float64)
+        both = _fold_coherence(onset, np.concatenate([lags, lags / 2.0]), frame_rate=frame_rate,
+                               window_seconds=window_seconds)
+        return both[:lags.size] + both[lags.size:]
 
-    def score(lag: float) -> float:
-        return folds(lag) * np.exp(-0.5 * np.log2(60.0 * frame_rate / lag / 120.0) ** 2)
-
-    best = max(candidates, key=score)
+    prior = [np.exp(-0.5 * np.log2(60.0 * frame_rate / lag / 120.0) ** 2) for lag in candidates]
+    best = candidates[int(np.argmax(folds(candidates) * np.array(prior)))]
     fine = best * (1.0 + np.linspace(-0.03, 0.03, 41))
-    refined = [_fold_coherence(onset, lag, frame_rate=frame_rate, window_seconds=16.0)
-               + _fold_coherence(onset, lag / 2.0, frame_rate=frame_rate, window_seconds=16.0) for lag in fine]
-    period = float(fine[int(np.argmax(refined))])
+    period = float(fine[int(np.argmax(folds(fine, window_seconds=16.0)))])
     # noise folds at about 0.1 over 8 s windows, more over the shorter windows of a clip
     window = min(8.0, max(2.0, n / frame_rate / 3.0))
-    if max(_fold_coherence(onset, period, frame_rate=frame_rate),
-           _fold_coherence(onset, period / 2.0, frame_rate=frame_rate)) < PULSE_MIN_COHERENCE * np.sqrt(8.0 / window):
+    if np.max(_fold_coherence(onset, [period, period / 2.0], frame_rate=frame_rate)) < (
+            PULSE_MIN_COHERENCE * np.sqrt(8.0 / window)):
         return period, 0.0
-    return period, folds(period) / max(float(np.median([folds(lag) for lag in grid])), 1e-9)
+    return period, float(folds([period])[0]) / max(float(np.median(folds(grid))), 1e-9)
 
 
 def _track_beats(onset: np.ndarray, period: float, *, tightness: float = 100.0) -> np.ndarray:

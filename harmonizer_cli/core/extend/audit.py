@@ -11,8 +11,9 @@ at most ``SEAM_AUDIT_ROUNDS`` plans in all; the least exposed is kept.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -29,7 +30,8 @@ from harmonizer_cli.core.quality.groove import (
 )
 from harmonizer_cli.core.quality.seams import seam_exposure
 
-__all__ = ["audited_plan", "AuditedPlan", "exposure_limits", "SEAM_AUDIT_ROUNDS", "EXPOSURE_PERCENTILE"]
+__all__ = ["audited_plan", "AuditedPlan", "SeamReference", "exposure_limits", "SEAM_AUDIT_ROUNDS",
+           "EXPOSURE_PERCENTILE"]
 
 #: A seam is exposed where it reads above this percentile of the song's own moments.
 EXPOSURE_PERCENTILE = 80.0
@@ -37,7 +39,7 @@ EXPOSURE_PERCENTILE = 80.0
 SEAM_AUDIT_ROUNDS = 4
 
 
-def exposure_limits(audio: Audio, song_mono: np.ndarray, analysis: SongAnalysis) -> np.ndarray:
+def exposure_limits(audio: Audio, song_mono: np.ndarray, duration: float) -> np.ndarray:
     """How exposed the song's own moments are: a high percentile of crest and novelty [2].
 
     Measured every 50 ms (at most 1000 points, evenly spread): a seam should not
@@ -47,14 +49,51 @@ def exposure_limits(audio: Audio, song_mono: np.ndarray, analysis: SongAnalysis)
     ../shared/music/songs, at or below the 95th percentile at librosa's beats, the
     benchmark's reference, and within 6 % of it on the other two; the 80th leaves a
     margin, which quiet orchestral music needs.)
+    ``duration`` is the song's, in seconds.
     """
-    duration = analysis.duration_seconds
     step = max(0.05, duration / 1000.0)
     points = np.arange(0.2, duration - 0.2, step)
     values = seam_exposure(audio.samples, song_mono, sample_rate=audio.sample_rate, points=points)
     limits = np.array([np.nanpercentile(values[:, k], EXPOSURE_PERCENTILE) if np.isfinite(values[:, k]).any() else np.inf
                        for k in range(2)])
     return np.maximum(limits, 1e-6)
+
+
+class SeamReference:
+    """What rendered seams are measured against: the song's exposure limits and its pulse.
+
+    Both depend on the song alone. ``begin(executor)`` starts them on another thread,
+    where they run while the song is analysed and planned (the cold command's two
+    cores); ``limits`` and ``pulse`` wait for that, or compute when first asked.
+    """
+
+    def __init__(self, audio: Audio, song_mono: np.ndarray, view: np.ndarray) -> None:
+        self._compute: dict[str, Callable] = {
+            "limits": lambda: exposure_limits(audio, song_mono, view.size / MODEL_SAMPLE_RATE),
+            "pulse": lambda: find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE)),
+        }
+        self._futures: dict[str, Future] = {}
+        self._values: dict = {}
+
+    def begin(self, executor: Executor) -> "SeamReference":
+        self._futures = {name: executor.submit(compute) for name, compute in self._compute.items()}
+        return self
+
+    def _value(self, name: str):
+        if name not in self._values:
+            future = self._futures.get(name)
+            self._values[name] = future.result() if future is not None else self._compute[name]()
+        return self._values[name]
+
+    @property
+    def limits(self) -> np.ndarray:
+        """``exposure_limits`` of the song [2]."""
+        return self._value("limits")
+
+    @property
+    def pulse(self) -> Optional[Pulse]:
+        """The song's pulse (``groove.find_pulse`` on its view), None without one."""
+        return self._value("pulse")
 
 
 def _seam_exposure_of(spliced, jumps: list, limits: np.ndarray, sample_rate: int,
@@ -101,13 +140,15 @@ class AuditedPlan:
 
 
 def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *, seed: int,
-                 guidance: Optional[TargetCost], song_mono: np.ndarray, view: np.ndarray) -> AuditedPlan:
+                 guidance: Optional[TargetCost], song_mono: np.ndarray, view: np.ndarray,
+                 reference: Optional[SeamReference] = None) -> AuditedPlan:
     """The least exposed of at most ``SEAM_AUDIT_ROUNDS`` plans.
 
     Every seam as rendered must be no more exposed (sample step, spectral jump) than
     most of the song's own moments, and must not make the song's pulse stumble; a
     jump whose seam does gets banned and the path re-planned. ``view`` is the song's
-    22050 Hz mono view (its pulse is found there once).
+    22050 Hz mono view (its pulse is found there once). ``reference`` holds the song's
+    limits and pulse when they are already found or being found (made here if not).
 
     The length is checked as laid out: each seam is aligned on the groove (up to 15 ms
     either way), and over the hundreds of seams of a looped clip those alignments can
@@ -117,8 +158,7 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
     """
     import time
 
-    limits = None
-    pulse = None if analysis.fallback else find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE))
+    reference = reference or SeamReference(audio, song_mono, view)
     banned: set = set()
     best = None
     plan_seconds = render_seconds = 0.0
@@ -130,9 +170,8 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
         clock = time.perf_counter()
         spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono)
         if plan.jumps:
-            if limits is None:
-                limits = exposure_limits(audio, song_mono, analysis)
-            worst = _seam_exposure_of(spliced, plan.jumps, limits, audio.sample_rate, pulse)
+            worst = _seam_exposure_of(spliced, plan.jumps, reference.limits, audio.sample_rate,
+                                      None if analysis.fallback else reference.pulse)
         else:
             worst = np.zeros(0)
         render_seconds += time.perf_counter() - clock

@@ -13,7 +13,9 @@ comparison and only extends.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
@@ -24,7 +26,7 @@ from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono
 from harmonizer_cli.core.decoded import is_on_disk, spooled_view
 from harmonizer_cli.core.extend.analysis import analyze_song
-from harmonizer_cli.core.extend.audit import audited_plan
+from harmonizer_cli.core.extend.audit import SeamReference, audited_plan
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.render import Timeline, splice
 from harmonizer_cli.core.extend.stretch import Output, finish_length
@@ -159,6 +161,16 @@ def _neural_result(audio: Audio, mono: np.ndarray, target_seconds: float, predic
                            {"render": round(time.perf_counter() - clock, 4)})
 
 
+@contextlib.contextmanager
+def _second_thread():
+    """An executor of one thread, shut down on leaving (work not yet started is dropped)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmonizer-song")
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 def extend_audio(
     audio: Audio,
     *,
@@ -225,23 +237,28 @@ def extend_audio(
     progress = on_progress or (lambda done, total: None)
     timings: dict = {}
     progress(0, 3)
-    analysis = analyze_song(mono, path=path)
-    timings["analysis"] = round(time.perf_counter() - clock, 4)
-    progress(1, 3)
-    clock = time.perf_counter()
-    guidance = TargetCost(predictor, mono) if predictor is not None else None
-    guidance_seconds = time.perf_counter() - clock
     song_mono = audio.samples.mono() if on_disk else full_mono
-    audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
-                           view=mono)
-    seconds = audited.seconds
-    if not audited.reaches and analysis.fallback is None:
-        # no beat-grid path comes close enough (a short clip extended by less than a
-        # bar, say): the fine no-pulse grid can cut anywhere
-        analysis = analyze_song(mono, path=path, force_grid=True)
-        audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance,
-                               song_mono=song_mono, view=mono)
-        seconds = {key: seconds[key] + audited.seconds[key] for key in seconds}
+    with _second_thread() as executor:
+        # what depends on the song alone (the model's costs, the seams' reference)
+        # is found on the second core while the first analyses the song and plans
+        guidance_future = executor.submit(TargetCost, predictor, mono) if predictor is not None else None
+        reference = SeamReference(audio, song_mono, mono).begin(executor)
+        analysis = analyze_song(mono, path=path)
+        timings["analysis"] = round(time.perf_counter() - clock, 4)
+        progress(1, 3)
+        clock = time.perf_counter()
+        guidance = guidance_future.result() if guidance_future is not None else None
+        guidance_seconds = time.perf_counter() - clock
+        audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
+                               view=mono, reference=reference)
+        seconds = audited.seconds
+        if not audited.reaches and analysis.fallback is None:
+            # no beat-grid path comes close enough (a short clip extended by less than a
+            # bar, say): the fine no-pulse grid can cut anywhere
+            analysis = analyze_song(mono, path=path, force_grid=True)
+            audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance,
+                                   song_mono=song_mono, view=mono, reference=reference)
+            seconds = {key: seconds[key] + audited.seconds[key] for key in seconds}
     timings["plan"] = round(guidance_seconds + seconds["plan"], 4)
     progress(2, 3)
     clock = time.perf_counter()
