@@ -262,6 +262,7 @@ class _PathSearch:
     def __init__(self, g: _Geometry, cands: JumpCandidates, mood: BeatMood,
                  path_levels: Optional[PathLevels]) -> None:
         self.g, self.cands, self.mood, self.path_levels = g, cands, mood, path_levels
+        self._opening: Optional[tuple] = None  # the first step's options and costs, the same for every restart
 
     def _options(self, w: _Walk, need: float, middle: float):
         """Jumps available from the current segment: its candidates, and finishing jumps
@@ -381,6 +382,11 @@ class _PathSearch:
                  + SAME_JUMP_WEIGHT * same + MOOD_STEP * mood)
         return a, b, cost, back, total, same, lag_rep
 
+    def _step(self, w: _Walk, need: float, middle: float):
+        """``_step_costs`` of ``_options``, or None when there is no option."""
+        a, b, cost, back = self._options(w, need, middle)
+        return self._step_costs(w, need, middle, a, b, cost, back) if a.size else None
+
     def walk(self, restart: int, rng: np.random.Generator) -> _Walk:
         """Build one path: greedy for restart 0, sampled by a softmax of the step costs otherwise."""
         g, times = self.g, self.g.times
@@ -393,10 +399,12 @@ class _PathSearch:
             settle = max(g.capacity(len(w.jumps), middle), SETTLE_BEATS * g.period) if w.jumps else 1e-3
             if abs(need) <= settle and w.p_time <= g.duration - g.tail_min + 1e-6:
                 break
-            a, b, cost, back = self._options(w, need, middle)
-            if a.size == 0:
-                break
-            step = self._step_costs(w, need, middle, a, b, cost, back)
+            if w.jumps or self._opening is None:
+                step = self._step(w, need, middle)
+                if not w.jumps:  # (every restart starts from the same state: its options are costed once)
+                    self._opening = (step,)
+            else:
+                step, = self._opening
             if step is None:
                 break
             a, b, cost, back, total, same, lag_rep = step
