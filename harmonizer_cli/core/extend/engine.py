@@ -162,8 +162,12 @@ def _neural_result(audio: Audio, mono: np.ndarray, target_seconds: float, predic
 
 
 @contextlib.contextmanager
-def _second_thread():
-    """An executor of one thread, shut down on leaving (work not yet started is dropped)."""
+def _second_thread(*, enabled: bool = True):
+    """An executor of one thread (None when not ``enabled``), shut down on leaving (work
+    not yet started is dropped)."""
+    if not enabled:
+        yield None
+        return
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmonizer-song")
     try:
         yield executor
@@ -238,16 +242,25 @@ def extend_audio(
     timings: dict = {}
     progress(0, 3)
     song_mono = audio.samples.mono() if on_disk else full_mono
-    with _second_thread() as executor:
-        # what depends on the song alone (the model's costs, the seams' reference)
-        # is found on the second core while the first analyses the song and plans
-        guidance_future = executor.submit(TargetCost, predictor, mono) if predictor is not None else None
-        reference = SeamReference(audio, song_mono, mono).begin(executor)
+    # what depends on the song alone (the model's costs, the seams' reference) is found
+    # on the second core while the first analyses the song and plans; a long song's
+    # stages run one after the other (each holds its own blocks: together they would
+    # double the peak memory)
+    with _second_thread(enabled=not on_disk) as executor:
+        reference = SeamReference(audio, song_mono, mono)
+        guidance_future = None
+        if executor is not None:
+            if predictor is not None:
+                guidance_future = executor.submit(TargetCost, predictor, mono)
+            reference.begin(executor)
         analysis = analyze_song(mono, path=path)
         timings["analysis"] = round(time.perf_counter() - clock, 4)
         progress(1, 3)
         clock = time.perf_counter()
-        guidance = guidance_future.result() if guidance_future is not None else None
+        if guidance_future is not None:
+            guidance = guidance_future.result()
+        else:
+            guidance = TargetCost(predictor, mono) if predictor is not None else None
         guidance_seconds = time.perf_counter() - clock
         audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
                                view=mono, reference=reference)
