@@ -568,3 +568,14 @@ def test_shortening_keeps_the_songs_loudness(target):
     result = extend_audio(song, target_seconds=target, seed=0)
     assert result.samples.shape[0] == int(round(target * 22050))
     assert abs(_loudness_lufs(Audio(result.samples, 22050)) - _loudness_lufs(song)) < 3.0
+
+
+def test_a_model_error_on_the_second_thread_reaches_the_caller(song):
+    """The model's costs are found on a second thread while the song is analysed: its error is the call's."""
+
+    class Broken(FakePredictor):
+        def frame_features(self, mono_22050: np.ndarray) -> np.ndarray:
+            raise ModelError("the model is broken")
+
+    with pytest.raises(ModelError, match="broken"):
+        extend_audio(song, target_seconds=50.0, predictor=Broken())
