@@ -579,3 +579,26 @@ def test_a_model_error_on_the_second_thread_reaches_the_caller(song):
 
     with pytest.raises(ModelError, match="broken"):
         extend_audio(song, target_seconds=50.0, predictor=Broken())
+
+
+def test_a_loop_that_slips_the_pulse_is_charged_at_every_pass():
+    """A loop of whole analysis beats can still slip the felt pulse (a 5:4 figure, beats
+    tracked a little off): each loop is sketched over and over from the clip's onset
+    envelope and the groove measure read across its seams. Whole pulses cost (almost)
+    nothing; a loop a third of a pulse long or short is a stumble at every pass."""
+    from harmonizer_cli.core.extend.loops import LOOP_STUMBLE_COST, loop_groove_cost
+    from harmonizer_cli.core.quality.groove import find_pulse, onset_envelope
+
+    clip = to_mono(resample(make_song(9.0, bpm=120.0, sample_rate=44100, seed=3).samples,
+                            from_rate=44100, to_rate=22050))
+    envelope, frame_rate = onset_envelope(clip, sample_rate=22050)
+    pulse = find_pulse(envelope, frame_rate)
+    assert pulse is not None
+    cost = loop_groove_cost(envelope, frame_rate, pulse)
+    period = pulse.periods[0]
+    departures = np.array([7.0, 7.0, 7.0, 7.0])
+    lengths = np.array([8, 4, 8 + 1 / 3, 4 - 1 / 3]) * period
+    charged = cost(departures, lengths)
+    assert np.all(charged[:2] < 0.5 * LOOP_STUMBLE_COST), charged
+    assert np.all(charged[2:] >= LOOP_STUMBLE_COST), charged
+    assert loop_groove_cost(envelope, frame_rate, None) is None

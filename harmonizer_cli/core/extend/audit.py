@@ -70,7 +70,7 @@ class SeamReference:
     def __init__(self, audio: Audio, song_mono: np.ndarray, view: np.ndarray) -> None:
         self._compute: dict[str, Callable] = {
             "limits": lambda: exposure_limits(audio, song_mono, view.size / MODEL_SAMPLE_RATE),
-            "pulse": lambda: find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE)),
+            "groove": lambda: _groove(view),
         }
         self._futures: dict[str, Future] = {}
         self._values: dict = {}
@@ -91,9 +91,20 @@ class SeamReference:
         return self._value("limits")
 
     @property
+    def groove(self) -> tuple:
+        """``(envelope, frame_rate, pulse)``: the song's ``groove.onset_envelope`` (on its
+        view) and its pulse (``groove.find_pulse``, None without one)."""
+        return self._value("groove")
+
+    @property
     def pulse(self) -> Optional[Pulse]:
         """The song's pulse (``groove.find_pulse`` on its view), None without one."""
-        return self._value("pulse")
+        return self.groove[2]
+
+
+def _groove(view: np.ndarray) -> tuple:
+    envelope, frame_rate = onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE)
+    return envelope, frame_rate, find_pulse(envelope, frame_rate)
 
 
 def _seam_exposure_of(spliced, jumps: list, limits: np.ndarray, sample_rate: int,
@@ -165,7 +176,8 @@ def audited_plan(audio: Audio, analysis: SongAnalysis, target_seconds: float, *,
     offset = 0.0  # what the layout of the last plan missed, added to the target the next plan aims for
     for attempt in range(SEAM_AUDIT_ROUNDS):
         clock = time.perf_counter()
-        plan = plan_path(analysis, target_seconds + offset, seed=seed, target_cost=guidance, banned=frozenset(banned))
+        plan = plan_path(analysis, target_seconds + offset, seed=seed, target_cost=guidance, banned=frozenset(banned),
+                         groove_of=lambda: reference.groove)
         plan_seconds += time.perf_counter() - clock
         clock = time.perf_counter()
         spliced = splice(audio, analysis, plan, target_seconds, song_mono=song_mono)

@@ -23,7 +23,7 @@ import numpy as np
 from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
 from harmonizer_cli.core.extend.candidates import JumpCandidates, subdivided_beat, unit_beats
 
-__all__ = ["plan_loops", "loop_length_fit", "loop_rhythm_cost"]
+__all__ = ["plan_loops", "loop_length_fit", "loop_rhythm_cost", "loop_groove_cost"]
 
 #: A loop's length may move this share of a beat to where the clip best matches itself,
 #: when it matches itself there better by this much (normalised correlation) than at
@@ -35,6 +35,12 @@ LOOP_FIT_GAIN = 0.02
 #: an odd number, swapping the pairs (or, over a subdivided beat, putting the felt beat off).
 LOOP_DOWNBEAT_SHIFT_COST = 10.0
 LOOP_OFF_BEAT_COST = 25.0
+#: Each pass of a loop whose length slips the song's pulse (``quality.groove``) by more
+#: than this share of the song's own jitter threshold (a stumble at every pass), and
+#: per threshold of slip below it (the nearer a whole number of pulses, the steadier).
+LOOP_GROOVE_MARGIN = 1.0
+LOOP_STUMBLE_COST = 25.0
+LOOP_SLIP_COST = 2.0
 #: Loop types kept at most (the knapsack's items), of which at most this many end.
 MAX_LOOP_TYPES = 10
 ENDING_TYPES = 3
@@ -59,7 +65,9 @@ STRETCH_COST_PER_SECOND = 10.0
 
 def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_min: int, last_start: int,
                 period: float, mood_cost: Optional[Callable[[float, float], float]] = None,
-                rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+                rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                groove_cost: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
+                loop_length: Optional[Callable[[float], float]] = None):
     """The loop types: ``(a, b, length_seconds, cost, ending)``, or None.
 
     The cheapest loops of lengths at least a beat apart whose landings all lie a bar
@@ -78,6 +86,9 @@ def _loop_types(cands: JumpCandidates, times: np.ndarray, *, seg_min: int, head_
         cost = cost + rhythm_cost(a_idx - b_idx)
     order = np.argsort(cost, kind="stable")[:MOOD_CANDIDATES]
     a_idx, b_idx, back, cost = a_idx[order], b_idx[order], back[order], cost[order]
+    if groove_cost is not None:  # ... and one that slips the felt pulse stumbles at every pass too
+        fitted = back if loop_length is None else np.array([loop_length(float(d)) for d in back])
+        cost = cost + groove_cost(times[a_idx], fitted)
     if mood_cost is not None:  # a loop played over and over is the output's mood
         cost = cost + np.array([mood_cost(float(cands.landing(times, a, b)), float(times[a]))
                                 for a, b in zip(a_idx, b_idx)])
@@ -165,6 +176,44 @@ def loop_rhythm_cost(analysis: SongAnalysis):
     return cost
 
 
+def loop_groove_cost(envelope: np.ndarray, frame_rate: float, pulse):
+    """``groove_cost`` for ``plan_loops`` (None without a pulse): the cost per pass of loops
+    departing at ``departures`` (s) with ``lengths`` (s), against the song's pulse as the
+    seam audit and the benchmark measure it (``quality.groove``; ``envelope`` is the
+    clip's ``onset_envelope``). Each loop is played over and over in a sketch of the
+    output (the clip's envelope frames, the loop repeated), and the phase jump of the
+    pulse across its middle seams is measured: a loop of whole analysis beats can still
+    slip the felt pulse (a 5:4 figure, beats tracked a little off) at every pass."""
+    from harmonizer_cli.core.quality.groove import GROOVE_WINDOW_SECONDS, phase_jumps
+
+    if pulse is None or not np.isfinite(pulse.thresholds[0]):
+        return None
+    threshold = float(pulse.thresholds[0])
+    n = envelope.shape[0]
+    reach = int(np.ceil((GROOVE_WINDOW_SECONDS + 0.5) * frame_rate))
+
+    def slip(departure: float, length: float) -> float:
+        fa = int(round(departure * frame_rate))
+        fb = max(0, int(round((departure - length) * frame_rate)))  # (a fitted length may reach before the clip)
+        if fa > n or fa - fb < 4:
+            return 0.0
+        passes = int(np.ceil(2 * reach / (fa - fb))) + 2
+        sketch = np.concatenate([envelope[:fa]] + [envelope[fb:fa]] * passes + [envelope[fb:]])
+        seams = (fa + (fa - fb) * np.arange(passes)) / frame_rate
+        middle = seams[(seams * frame_rate >= fa + reach) & (seams * frame_rate <= sketch.shape[0] - reach)]
+        if middle.size == 0:
+            middle = seams[len(seams) // 2:len(seams) // 2 + 1]
+        jumps = np.abs(phase_jumps(sketch, frame_rate, middle, pulse)[:, 0])
+        return float(np.median(jumps[np.isfinite(jumps)])) if np.isfinite(jumps).any() else 0.0
+
+    def cost(departures: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        slips = np.array([slip(float(t), float(d)) for t, d in zip(departures, lengths)])
+        return LOOP_SLIP_COST * slips / threshold + np.where(slips > LOOP_GROOVE_MARGIN * threshold,
+                                                             LOOP_STUMBLE_COST, 0.0)
+
+    return cost
+
+
 def _knapsack(lengths: np.ndarray, costs: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Unbounded knapsack over exact sums: ``best[x]``, the least cost of loops whose lengths
     (integer units) add up to ``x`` (inf where none do), for ``0 <= x <= limit``, and the
@@ -215,7 +264,8 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
                period: float, seam_shift: float,
                mood_cost: Optional[Callable[[float, float], float]] = None,
                loop_length: Optional[Callable[[float], float]] = None,
-               rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Optional[tuple[list, list, float, float]]:
+               rhythm_cost: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+               groove_cost: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None) -> Optional[tuple[list, list, float, float]]:
     """Jumps that loop a short clip to ``extra_seconds`` more than its length.
 
     Parameters
@@ -247,6 +297,9 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
         for a loop that keeps the beat but shifts the downbeat, most for one that puts
         the felt beat off. The uses are costed, so a loop off the bar is taken as
         rarely as the exact length allows, and the local stretch may take the rest.
+    groove_cost : callable(departures, lengths) -> costs, optional
+        The cost of each use of loops departing at those times (s) with those (fitted)
+        lengths (s) against the song's pulse (``loop_groove_cost``).
 
     Returns
     -------
@@ -256,7 +309,8 @@ def plan_loops(cands: JumpCandidates, times: np.ndarray, *, extra_seconds: float
     # an extension shorter than a bar is one short loop: its segments may be shorter too
     shortest = min(seg_min, max(1, int(np.searchsorted(times, times[0] + extra_seconds - 0.5 * period))))
     types = _loop_types(cands, times, seg_min=shortest, head_min=shortest, last_start=last_start, period=period,
-                        mood_cost=mood_cost, rhythm_cost=rhythm_cost)
+                        mood_cost=mood_cost, rhythm_cost=rhythm_cost, groove_cost=groove_cost,
+                        loop_length=loop_length)
     if types is None:
         return None
     if loop_length is not None:

@@ -20,7 +20,7 @@ step) and ``_PathSearch.score``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from harmonizer_cli.core.extend.candidates import (
 )
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
-from harmonizer_cli.core.extend.loops import loop_length_fit, loop_rhythm_cost, plan_loops
+from harmonizer_cli.core.extend.loops import loop_groove_cost, loop_length_fit, loop_rhythm_cost, plan_loops
 
 __all__ = ["PlannedPath", "plan_path", "modal_lag_share", "tail_seconds", "seam_shift_seconds", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
            "NO_PULSE_SEAM_SHIFT_SECONDS"]
@@ -462,6 +462,7 @@ def plan_path(
     target_cost: Optional[TargetCost] = None,
     n_restarts: int = 48,
     banned: frozenset = frozenset(),
+    groove_of: Optional[Callable[[], tuple]] = None,
     _relaxed: bool = False,
 ) -> PlannedPath:
     """Choose the jumps that recompose the song to about ``target_seconds``.
@@ -479,6 +480,11 @@ def plan_path(
         Randomised greedy restarts; the best-scoring plan wins.
     banned : frozenset of (int, int)
         Jumps ``(a, b)`` that must not be taken (seams found too exposed).
+    groove_of : callable() -> (envelope, frame_rate, pulse), optional
+        The song's onset envelope and pulse as the seam audit measures them
+        (``quality.groove``), asked for only when a short clip with a pulse is looped
+        (its loops must not slip the pulse: ``loops.loop_groove_cost``; on the no-pulse
+        grid the audit does not measure the groove either).
 
     Returns
     -------
@@ -500,7 +506,9 @@ def plan_path(
                             period=g.period, seam_shift=g.seam_shift,
                             mood_cost=None if levels is None else
                             (lambda start, end: MOOD_LOOP_WEIGHT * mood_penalty(*levels.drift([(start, end)]))),
-                            loop_length=loop_length_fit(analysis), rhythm_cost=loop_rhythm_cost(analysis))
+                            loop_length=loop_length_fit(analysis), rhythm_cost=loop_rhythm_cost(analysis),
+                            groove_cost=loop_groove_cost(*groove_of()) if groove_of is not None and not analysis.fallback
+                            else None)
         if looped is not None:
             jumps, landings, residual, cost = looped
             return PlannedPath(jumps, cost, residual, landings)
@@ -529,7 +537,7 @@ def plan_path(
         raise ValueError("n_restarts must be at least 1")
     if abs(best.residual_seconds) > 0.6 * g.period + g.capacity(len(best.jumps), target_seconds) and not _relaxed:
         relaxed = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost,
-                            n_restarts=n_restarts, banned=banned, _relaxed=True)
+                            n_restarts=n_restarts, banned=banned, groove_of=groove_of, _relaxed=True)
         if abs(relaxed.residual_seconds) < abs(best.residual_seconds):
             return relaxed
     return best
