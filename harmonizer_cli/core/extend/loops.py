@@ -5,8 +5,9 @@ game composer loops it. Every backward jump ``a -> b`` adds its length
 ``D = t_a - t_b`` to the output, so a path is a multiset of loops whose lengths add
 up to the target minus the clip. The loop types are the cheapest jumps of distinct
 lengths (seam cost, rhythm-verified, from ``candidates``, plus the mood of the loop
-played over and over, plus a cost per pass for a loop that is not whole bars:
-``loop_rhythm_cost``) that can follow each other in any order (every landing lies
+played over and over, plus a cost per pass for a loop that is not whole bars,
+``loop_rhythm_cost``, and for one that slips the clip's pulse as the groove measure
+hears it, ``loop_groove_cost``) that can follow each other in any order (every landing lies
 before every departure by at least a bar), some of them landing early enough to end
 with the clip's own ending. Each loop's length is fitted to where the clip matches
 itself (``loop_length_fit``). How many times each is used is a knapsack over their
@@ -22,6 +23,7 @@ import numpy as np
 
 from harmonizer_cli.core.extend.analysis import ANALYSIS_SAMPLE_RATE, HOP, SongAnalysis
 from harmonizer_cli.core.extend.candidates import JumpCandidates, subdivided_beat, unit_beats
+from harmonizer_cli.core.quality.groove import GROOVE_WINDOW_SECONDS, phase_jumps
 
 __all__ = ["plan_loops", "loop_length_fit", "loop_rhythm_cost", "loop_groove_cost"]
 
@@ -184,8 +186,6 @@ def loop_groove_cost(envelope: np.ndarray, frame_rate: float, pulse):
     output (the clip's envelope frames, the loop repeated), and the phase jump of the
     pulse across its middle seams is measured: a loop of whole analysis beats can still
     slip the felt pulse (a 5:4 figure, beats tracked a little off) at every pass."""
-    from harmonizer_cli.core.quality.groove import GROOVE_WINDOW_SECONDS, phase_jumps
-
     if pulse is None or not np.isfinite(pulse.thresholds[0]):
         return None
     threshold = float(pulse.thresholds[0])
