@@ -638,10 +638,23 @@ def test_train_existing_output_needs_force(train_data, tmp_path):
     assert (output / "notes.txt").read_text() == "mine"
 
 
+INTERRUPTED_EPOCHS = "6"
+
+
+@pytest.fixture(scope="module")
+def straight_training(train_data, tmp_path_factory) -> Path:
+    """The uninterrupted run that an interrupted and resumed one must match (trained once)."""
+    reference = tmp_path_factory.mktemp("straight") / "reference"
+    straight = run_cli("-q", "train", "--data", str(train_data), "--output", str(reference),
+                       "--epochs", INTERRUPTED_EPOCHS, *TRAIN_ARGS, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    return reference
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_train_interrupted_then_resumed_matches(train_data, tmp_path, signal_number):
-    epochs = "6"
+def test_train_interrupted_then_resumed_matches(train_data, straight_training, tmp_path, signal_number):
+    epochs = INTERRUPTED_EPOCHS
     output = tmp_path / "interrupted"
     process = start_cli("-q", "train", "--data", str(train_data), "--output", str(output), "--epochs", epochs,
                         *TRAIN_ARGS)
@@ -658,10 +671,7 @@ def test_train_interrupted_then_resumed_matches(train_data, tmp_path, signal_num
     resumed = run_cli("-q", "train", "--data", str(train_data), "--output", str(output), "--epochs", epochs,
                       "--resume", *TRAIN_ARGS, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    reference = tmp_path / "reference"
-    straight = run_cli("-q", "train", "--data", str(train_data), "--output", str(reference), "--epochs", epochs,
-                       *TRAIN_ARGS, timeout=300)
-    assert straight.returncode == 0, straight.stderr
+    reference = straight_training
     history = json.loads((output / "history.json").read_text())["history"]
     expected = json.loads((reference / "history.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, int(epochs) + 1))
