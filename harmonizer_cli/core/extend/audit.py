@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from harmonizer_cli.core.quality.groove import (
 )
 from harmonizer_cli.core.quality.seams import seam_exposure
 
-__all__ = ["audited_plan", "AuditedPlan", "SeamReference", "exposure_limits", "SEAM_AUDIT_ROUNDS",
+__all__ = ["audited_plan", "AuditedPlan", "SeamReference", "Deferred", "exposure_limits", "SEAM_AUDIT_ROUNDS",
            "EXPOSURE_PERCENTILE"]
 
 #: A seam is exposed where it reads above this percentile of the song's own moments.
@@ -59,31 +59,48 @@ def exposure_limits(audio: Audio, song_mono: np.ndarray, duration: float) -> np.
     return np.maximum(limits, 1e-6)
 
 
+class Deferred(Executor):
+    """An executor that runs each task on the thread that first asks for its result (a
+    long song's stages, one after the other), behind the same ``Future`` as a thread's."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return _DeferredFuture(fn, args, kwargs)
+
+
+class _DeferredFuture(Future):
+    def __init__(self, fn, args, kwargs) -> None:
+        super().__init__()
+        self._call = (fn, args, kwargs)
+
+    def result(self, timeout=None):
+        if self._call is not None:
+            fn, args, kwargs = self._call
+            self._call = None
+            try:
+                self.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # (raised again just below, as a thread's future does)
+                self.set_exception(exc)
+        return super().result(timeout)
+
+
 class SeamReference:
     """What rendered seams are measured against: the song's exposure limits and its pulse.
 
-    Both depend on the song alone. ``begin(executor)`` starts them on another thread,
-    where they run while the song is analysed and planned (the cold command's two
-    cores); ``limits`` and ``pulse`` wait for that, or compute when first asked.
+    Both depend on the song alone; ``executor`` finds them: on another thread while the
+    song is analysed and planned (the cold command's two cores), or when first asked
+    for (``Deferred``, the default). ``limits`` and ``pulse`` wait for them.
     """
 
-    def __init__(self, audio: Audio, song_mono: np.ndarray, view: np.ndarray) -> None:
-        self._compute: dict[str, Callable] = {
-            "limits": lambda: exposure_limits(audio, song_mono, view.size / MODEL_SAMPLE_RATE),
-            "groove": lambda: _groove(view),
+    def __init__(self, audio: Audio, song_mono: np.ndarray, view: np.ndarray, *,
+                 executor: Optional[Executor] = None) -> None:
+        executor = executor or Deferred()
+        self._futures: dict[str, Future] = {
+            "limits": executor.submit(exposure_limits, audio, song_mono, view.size / MODEL_SAMPLE_RATE),
+            "groove": executor.submit(_groove, view),
         }
-        self._futures: dict[str, Future] = {}
-        self._values: dict = {}
-
-    def begin(self, executor: Executor) -> "SeamReference":
-        self._futures = {name: executor.submit(compute) for name, compute in self._compute.items()}
-        return self
 
     def _value(self, name: str):
-        if name not in self._values:
-            future = self._futures.get(name)
-            self._values[name] = future.result() if future is not None else self._compute[name]()
-        return self._values[name]
+        return self._futures[name].result()
 
     @property
     def limits(self) -> np.ndarray:

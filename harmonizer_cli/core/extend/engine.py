@@ -26,7 +26,7 @@ from harmonizer_cli.core._typing import Predictor, ProgressFn
 from harmonizer_cli.core.audio_io import MODEL_SAMPLE_RATE, Audio, resample, to_mono
 from harmonizer_cli.core.decoded import is_on_disk, spooled_view
 from harmonizer_cli.core.extend.analysis import analyze_song
-from harmonizer_cli.core.extend.audit import SeamReference, audited_plan
+from harmonizer_cli.core.extend.audit import Deferred, SeamReference, audited_plan
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.render import Timeline, splice
 from harmonizer_cli.core.extend.stretch import Output, finish_length
@@ -163,10 +163,10 @@ def _neural_result(audio: Audio, mono: np.ndarray, target_seconds: float, predic
 
 @contextlib.contextmanager
 def _second_thread(*, enabled: bool = True):
-    """An executor of one thread (None when not ``enabled``), shut down on leaving (work
-    not yet started is dropped)."""
+    """An executor of one thread, shut down on leaving (work not yet started is dropped);
+    when not ``enabled``, one that runs each task when its result is asked for."""
     if not enabled:
-        yield None
+        yield Deferred()
         return
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harmonizer-song")
     try:
@@ -247,20 +247,13 @@ def extend_audio(
     # stages run one after the other (each holds its own blocks: together they would
     # double the peak memory)
     with _second_thread(enabled=not on_disk) as executor:
-        reference = SeamReference(audio, song_mono, mono)
-        guidance_future = None
-        if executor is not None:
-            if predictor is not None:
-                guidance_future = executor.submit(TargetCost, predictor, mono)
-            reference.begin(executor)
+        guidance_future = executor.submit(TargetCost, predictor, mono) if predictor is not None else None
+        reference = SeamReference(audio, song_mono, mono, executor=executor)
         analysis = analyze_song(mono, path=path)
         timings["analysis"] = round(time.perf_counter() - clock, 4)
         progress(1, 3)
         clock = time.perf_counter()
-        if guidance_future is not None:
-            guidance = guidance_future.result()
-        else:
-            guidance = TargetCost(predictor, mono) if predictor is not None else None
+        guidance = guidance_future.result() if guidance_future is not None else None
         guidance_seconds = time.perf_counter() - clock
         audited = audited_plan(audio, analysis, target_seconds, seed=seed, guidance=guidance, song_mono=song_mono,
                                view=mono, reference=reference)
