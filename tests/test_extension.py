@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TRAIN_DIR, require_music
 
 from harmonizer_cli.core.audio_io import Audio, resample, to_mono
 from harmonizer_cli.core.extend import extend_audio
@@ -335,6 +336,8 @@ def test_path_levels_predict_the_loudness_a_meter_measures():
         d_loud, d_bright, d_dip = levels.drift(spans)
         measured = meter.integrated_loudness(path.astype(np.float64)) - song_lufs
         assert abs(d_loud - measured) < 0.15, (spans, d_loud, measured)
+        rough_loud, rough_bright = levels.rough_drifts(*spans)  # (gated by the song's blocks, not the path's)
+        assert abs(rough_loud - d_loud) < 0.3 and abs(rough_bright - d_bright) < 0.5, (spans, rough_loud, d_loud)
         dip = level_dip_db(path[:, None], sample_rate=sample_rate) - level_dip_db(mono[:, None], sample_rate=sample_rate)
         assert abs(d_dip - dip) < 1.0, (spans, d_dip, dip)
 
@@ -602,3 +605,39 @@ def test_a_loop_that_slips_the_pulse_is_charged_at_every_pass():
     assert np.all(charged[:2] < 0.5 * LOOP_STUMBLE_COST), charged
     assert np.all(charged[2:] >= LOOP_STUMBLE_COST), charged
     assert loop_groove_cost(envelope, frame_rate, None) is None
+
+
+def test_two_jump_shortenings_are_every_pair_that_adds_up(monkeypatch):
+    """The pairs of forward jumps that cut the right length, found by sorting (not a
+    matrix of every pair), in chunks: the same set as the brute force."""
+    from harmonizer_cli.core.extend import shorten
+
+    rng = np.random.default_rng(3)
+    back1, back2 = -rng.uniform(5.0, 200.0, 700), -rng.uniform(5.0, 200.0, 500)
+    need, tolerance = -180.0, 0.8
+    left = need - back1[:, None] - back2[None, :]
+    want = set(zip(*np.nonzero(np.abs(left) <= tolerance)))
+    monkeypatch.setattr(shorten, "PAIR_CHUNK", 97)  # many chunks, rows split across none
+    got = [(int(i), int(j)) for rows, cols in shorten._pairs_adding_up(back1, back2, need, tolerance)
+           for i, j in zip(rows, cols)]
+    assert len(got) == len(set(got)) and set(got) >= want and len(want) > 100
+    assert all(abs(left[i, j]) <= tolerance + 1e-5 for i, j in got)
+
+
+def test_a_long_track_shortened_keeps_its_mood():
+    """A real 8-minute track cut to 5: the cheapest seams all cut out one passage; what
+    is left must sound like the whole track (before: centroid +52 %, loudness -1.4 LU)."""
+    name = "warzone2100-track9"
+    from harmonizer_cli.core.audio_io import load_audio
+    from harmonizer_cli.core.quality.mood import mood_descriptors
+
+    path = next((p for p in require_music(TRAIN_DIR) if p.stem == name), None)
+    if path is None:
+        pytest.skip(f"{name} is not in {TRAIN_DIR}")
+    song = load_audio(path)
+    result = extend_audio(song, target_seconds=300.0, seed=0)
+    assert result.n_samples == int(round(300.0 * song.sample_rate))
+    before, after = mood_descriptors(song, tempo_bpm=0.0), mood_descriptors(Audio(result.samples, song.sample_rate),
+                                                                             tempo_bpm=0.0)
+    assert abs(after["loudness_lufs"] - before["loudness_lufs"]) < 0.75
+    assert abs(after["centroid_hz"] / before["centroid_hz"] - 1.0) < 0.04

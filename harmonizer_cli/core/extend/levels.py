@@ -64,16 +64,18 @@ def level_and_running_median(power: np.ndarray, *, window: int, hop: int, half: 
     return level, np.partition(windows, half, axis=1)[:, half]
 
 
-def mood_penalty(d_loudness: float, d_brightness: float, d_dip: float) -> float:
-    """Planner cost of a path's loudness (LU), brightness (%) and dip (dB) changes."""
-    return (MOOD_LOUDNESS_WEIGHT * abs(d_loudness)
-            + LOUDNESS_EXCESS_WEIGHT * max(0.0, abs(d_loudness) - LOUDNESS_TOLERANCE_LU)
-            + MOOD_CENTROID_WEIGHT * abs(d_brightness)
-            + CENTROID_EXCESS_WEIGHT * max(0.0, abs(d_brightness) - CENTROID_TOLERANCE_PERCENT)
-            + DIP_WEIGHT * max(0.0, d_dip) + DIP_EXCESS_WEIGHT * max(0.0, d_dip - DIP_TOLERANCE_DB)
-            + AUDIBLE_WEIGHT * (max(0.0, abs(d_loudness) - AUDIBLE_LOUDNESS_LU) / AUDIBLE_LOUDNESS_LU
-                                + max(0.0, abs(d_brightness) - AUDIBLE_CENTROID_PERCENT) / AUDIBLE_CENTROID_PERCENT
-                                + max(0.0, d_dip - AUDIBLE_DIP_DB) / AUDIBLE_DIP_DB))
+def mood_penalty(d_loudness, d_brightness, d_dip):
+    """Planner cost of a path's loudness (LU), brightness (%) and dip (dB) changes
+    (floats, or arrays of many paths' changes)."""
+    d_loudness, d_brightness = np.abs(d_loudness), np.abs(d_brightness)
+    return (MOOD_LOUDNESS_WEIGHT * d_loudness
+            + LOUDNESS_EXCESS_WEIGHT * np.maximum(0.0, d_loudness - LOUDNESS_TOLERANCE_LU)
+            + MOOD_CENTROID_WEIGHT * d_brightness
+            + CENTROID_EXCESS_WEIGHT * np.maximum(0.0, d_brightness - CENTROID_TOLERANCE_PERCENT)
+            + DIP_WEIGHT * np.maximum(0.0, d_dip) + DIP_EXCESS_WEIGHT * np.maximum(0.0, d_dip - DIP_TOLERANCE_DB)
+            + AUDIBLE_WEIGHT * (np.maximum(0.0, d_loudness - AUDIBLE_LOUDNESS_LU) / AUDIBLE_LOUDNESS_LU
+                                + np.maximum(0.0, d_brightness - AUDIBLE_CENTROID_PERCENT) / AUDIBLE_CENTROID_PERCENT
+                                + np.maximum(0.0, d_dip - AUDIBLE_DIP_DB) / AUDIBLE_DIP_DB))
 
 
 class PathLevels:
@@ -96,6 +98,7 @@ class PathLevels:
         self.window, self.window_hop, self.half = dip_frames(rate)
         self.edge = round(5.0 * rate)
         self.reference = self._measure(np.arange(levels.power.size))
+        self._sums: list | None = None  # (``rough_drifts``)
 
     def frames(self, spans: list) -> np.ndarray:
         """Frame indices of source spans ``[(start_s, end_s), ...]`` played in order."""
@@ -121,6 +124,30 @@ class PathLevels:
         if level.size < 2:
             return loudness, centroid, 0.0
         return loudness, centroid, float(np.max(running - level))
+
+    def rough_drifts(self, *spans: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(loudness change in LU, centroid change in %) of many paths at once, roughly.
+
+        Each span is ``(start_s, end_s)``, numbers or arrays with one entry per path;
+        a path plays its spans once each. Frames are gated by the song's own 400 ms
+        blocks, not the path's, and dips are not measured: quick enough to weigh every
+        shortening of a song (``drift`` then measures the best).
+        """
+        if self._sums is None:
+            levels = self.levels
+            k_power = levels.k_power.astype(np.float64)
+            blocks = np.convolve(k_power, np.ones(self.block) / self.block, mode="same")
+            gate = (blocks > 0.1 * float(np.mean(blocks))) & (blocks > 1e-12 * max(float(blocks.max()), 1e-30))
+            self._sums = [np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+                          for values in (k_power * gate, gate, levels.centroid_num, levels.energy)]
+        n = self.levels.power.size
+        frame = lambda seconds: np.clip(np.round(np.asarray(seconds) * self.rate).astype(np.int64), 0, n)  # noqa: E731
+        whole = [c[n] for c in self._sums]
+        kept = [sum(c[frame(hi)] - c[frame(lo)] for lo, hi in spans) for c in self._sums]
+        loudness = 10.0 * np.log10(np.maximum(kept[0] / np.maximum(kept[1], 1.0), 1e-30)
+                                   / max(whole[0] / max(whole[1], 1.0), 1e-30))
+        centroid = 100.0 * ((kept[2] / np.maximum(kept[3], 1e-30)) / max(whole[2] / max(whole[3], 1e-30), 1e-30) - 1.0)
+        return loudness, centroid
 
     def drift(self, spans: list) -> tuple[float, float, float]:
         """(loudness change in LU, centroid change in %, dip deepening in dB) of a path."""

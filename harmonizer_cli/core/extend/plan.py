@@ -9,7 +9,7 @@ jump, repeated jumps or lags, and the running loudness and brightness of the out
 for the seams and the local stretch to absorb, their mood (``levels.PathLevels``:
 loudness, brightness and dips measured from the song's own frames), the balance of
 reuse over the song and the share of the extension that repeats at one single lag.
-Shortening searches every one-jump plan and every pair of top candidates instead.
+Shortening searches every one- and two-jump plan instead (``shorten``).
 
 Steps of ``plan_path``: ``_Geometry`` (the song's bars, segment and jump lengths,
 what the absorbers can take), ``_candidate_costs`` (jumps and their seam and target
@@ -31,6 +31,7 @@ from harmonizer_cli.core.extend.candidates import (
 from harmonizer_cli.core.extend.guidance import TargetCost
 from harmonizer_cli.core.extend.levels import BeatMood, PathLevels, mood_penalty
 from harmonizer_cli.core.extend.loops import loop_groove_cost, loop_length_fit, loop_rhythm_cost, plan_loops
+from harmonizer_cli.core.extend.shorten import plan_shortening
 
 __all__ = ["PlannedPath", "plan_path", "modal_lag_share", "tail_seconds", "seam_shift_seconds", "TAIL_MIN_SECONDS", "MAX_SEAM_SHIFT_SECONDS",
            "NO_PULSE_SEAM_SHIFT_SECONDS"]
@@ -118,11 +119,6 @@ TYPICAL_SHARE = 0.16
 TYPICAL_MAX_SECONDS = 30.0
 #: Songs of at least this many planning bars get 4-bar segments and jumps, shorter 2.
 LONG_SONG_BARS = 24
-# Shortening: per beat period of residual, and the charge of a second seam; the best
-# options of one and of two jumps by seam cost whose mood (``levels``) is weighed.
-SHORTENING_MOOD_OPTIONS = 24
-SHORT_RESIDUAL_WEIGHT = 4.0
-SECOND_SEAM_WEIGHT = 0.5
 
 
 def seam_shift_seconds(analysis: SongAnalysis) -> float:
@@ -517,10 +513,11 @@ def plan_path(
         # (no loop adds up to the target, say a small extension: the path search may)
     rng = np.random.default_rng(seed)
     if g.extra < 0:
-        short = _plan_shortening(analysis, target_seconds, cands, seg_min=g.seg_min, last_start=g.last_start,
-                                 capacity=g.capacity)
+        short = plan_shortening(analysis, target_seconds, cands, seg_min=g.seg_min, last_start=g.last_start,
+                                capacity=g.capacity, seam_weight=SEAM_WEIGHT, excess_weight=EXCESS_WEIGHT)
         if short is not None:
-            return short
+            jumps, score, residual, landings = short
+            return PlannedPath(jumps, score, residual, landings)
     search = _PathSearch(g, cands, BeatMood(analysis, tail_from=g.last_start),
                          PathLevels(analysis.levels) if analysis.levels is not None else None)
     best: Optional[PlannedPath] = None
@@ -577,101 +574,3 @@ def modal_lag_share(segments: list, duration: float, target_seconds: float, *, b
     present = np.unique(keys_all - keys_all.min() + 1)
     best = float(np.max(totals[present - 1] + totals[present] + totals[present + 1]))
     return float(min(best / past, 1.0))
-
-
-def _one_jump_blocked(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
-                      capacity, period: float) -> Optional[tuple]:
-    """``_plan_shortening``'s best single jump of a long song (``JumpCosts``), scanned in blocks."""
-    best = None
-    for r0, r1, sub, shift in cands.full.blocks(seg_min, n_cols=last_start + 1):
-        a = np.arange(r0, r1)[:, None]
-        b = np.arange(last_start + 1)[None, :]
-        ok = np.isfinite(sub) & (b > a)
-        if not ok.any():
-            continue
-        left = need - (times[a] - (times[b] + shift))
-        cap = capacity(1, times[a])
-        score = np.where(ok, SEAM_WEIGHT * sub + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
-                         + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0), np.inf)
-        k = int(np.argmin(score))
-        i, j = divmod(k, score.shape[1])
-        if best is None or score[i, j] < best[0]:
-            best = (float(score[i, j]), [(r0 + i, j)], float(left[i, j]))
-    return best
-
-
-def _smallest(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` smallest finite ``values`` (fewer where fewer are finite)."""
-    finite = np.flatnonzero(np.isfinite(values))
-    if finite.size > k:
-        finite = finite[np.argpartition(values[finite], k)[:k]]
-    return finite
-
-
-def _plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCandidates, *,
-                     seg_min: int, last_start: int, capacity) -> Optional[PlannedPath]:
-    """Best one- or two-jump shortening, by exhaustive search (None if none fits).
-
-    One jump: every allowed pair of beats. Two jumps: every pair of the top
-    candidate jumps with a middle segment of at least ``seg_min`` beats. The score
-    is the seam cost plus the length residual the absorbers must take, with a
-    small charge for the second seam; the ``SHORTENING_MOOD_OPTIONS`` best of each
-    kind are then charged for the mood of what is left (``mood_penalty``: cutting out
-    a song's loud middle, say, leaves its quiet intro and ending, 2.5 LU quieter).
-    """
-    times = analysis.beat_seconds
-    period = analysis.beat_period_seconds
-    need = target_seconds - analysis.duration_seconds
-    options = []
-    # one jump
-    if cands.blocked:  # a long song: every allowed pair, a block of sources at a time
-        one = _one_jump_blocked(cands, times, need, seg_min=seg_min, last_start=last_start, capacity=capacity,
-                                period=period)
-        if one is not None:
-            options.append(one)
-        a_idx = np.zeros(0, dtype=np.int64)
-    else:
-        a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
-        keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
-        a_idx, b_idx = a_idx[keep], b_idx[keep]
-    if a_idx.size:
-        left = need - (times[a_idx] - cands.landing(times, a_idx, b_idx))
-        cap = capacity(1, times[a_idx])
-        score = (SEAM_WEIGHT * cands.full[a_idx, b_idx] + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
-                 + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0))
-        for k in _smallest(score, SHORTENING_MOOD_OPTIONS):
-            options.append((float(score[k]), [(int(a_idx[k]), int(b_idx[k]))], float(left[k])))
-    # two jumps, both forward, from the top candidates
-    forward = (cands.b > cands.a) & (cands.a >= seg_min)
-    a1, b1, c1, back1 = cands.a[forward], cands.b[forward], cands.cost[forward], cands.back_seconds[forward]
-    second = forward & (cands.b <= last_start)
-    a2, b2, c2, back2 = cands.a[second], cands.b[second], cands.cost[second], cands.back_seconds[second]
-    if a1.size and a2.size and a1.size * a2.size <= 16_000_000:
-        left = need - back1[:, None] - back2[None, :]
-        valid = (a2[None, :] >= b1[:, None] + seg_min) & (np.abs(left) <= 0.6 * period + 0.5)
-        if valid.any():
-            middle = times[a2][None, :] - times[b1][:, None]
-            varied = np.where(middle >= 30.0, middle, middle + times[a1][:, None])
-            cap = capacity(2, varied)
-            score = (SEAM_WEIGHT * (c1[:, None] + c2[None, :]) + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
-                     + EXCESS_WEIGHT * np.maximum(np.abs(left) - cap, 0.0) + SECOND_SEAM_WEIGHT)
-            score = np.where(valid, score, np.inf)
-            for flat in _smallest(score.ravel(), SHORTENING_MOOD_OPTIONS):
-                i, j = divmod(int(flat), a2.size)
-                options.append((float(score[i, j]), [(int(a1[i]), int(b1[i])), (int(a2[j]), int(b2[j]))],
-                                float(left[i, j])))
-    options = [option for option in options if np.isfinite(option[0]) and abs(option[2]) <= 0.6 * period + 0.5]
-    if not options:
-        return None
-    if analysis.levels is not None:  # what is cut out must not change the mood of what is left
-        levels = PathLevels(analysis.levels)
-
-        def with_mood(option):
-            score, jumps, residual = option
-            bounds = [0.0] + [x for a, b in jumps for x in (float(times[a]), float(cands.landing(times, a, b)))]
-            spans = list(zip(bounds[::2], bounds[1::2] + [analysis.duration_seconds]))
-            return score + mood_penalty(*levels.drift(spans)), jumps, residual
-
-        options = [with_mood(option) for option in options]
-    score, jumps, residual = min(options, key=lambda option: option[0])
-    return PlannedPath(jumps, score, residual, [float(cands.landing(times, a, b)) for a, b in jumps])
