@@ -8,7 +8,9 @@ many best by that score plus a rough mood cost of what is left
 (``PathLevels.rough_drifts``: the seams that cost least often all cut out the same passage),
 are then charged for the mood of what is left, measured from the song's frames
 (``levels.PathLevels``): cutting out a song's loud middle, say, leaves its quiet
-intro and ending, 2.5 LU quieter.
+intro and ending, 2.5 LU quieter. The mood may not buy a seam much worse than the
+best seam on offer (``SEAM_SLACK``): where a song cannot keep its mood at the
+length asked for (a 2-minute piece cut to 45 s), the seam comes first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ SHORTENING_MOOD_OPTIONS = 24
 SHORT_RESIDUAL_WEIGHT = 4.0
 #: the charge of a second seam
 SECOND_SEAM_WEIGHT = 0.5
+#: an option's worst seam may cost this much more than the best option's worst seam
+#: (seam cost times the seam weight), whatever the mood it keeps
+SEAM_SLACK = 10.0
 #: two-jump plans scored at a time (memory)
 PAIR_CHUNK = 1_000_000
 
@@ -105,7 +110,7 @@ def _one_jump(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min:
                              + excess_weight * np.maximum(np.abs(left) - capacity(1, times[a]), 0.0), np.inf)
             total = None if rough is None else np.where(
                 np.abs(left) <= tolerance, score + rough((0.0, times[a]), (times[b] + shift, end)), np.inf)
-            rows = np.stack(np.broadcast_arrays(a, b, left, score), axis=-1).reshape(-1, 4)
+            rows = np.stack(np.broadcast_arrays(a, b, left, score, seam_weight * sub), axis=-1).reshape(-1, 5)
             best.add(score.ravel(), None if total is None else total.ravel(), rows)
     else:
         a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
@@ -114,12 +119,13 @@ def _one_jump(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min:
         if a_idx.size:
             landing = cands.landing(times, a_idx, b_idx)
             left = need - (times[a_idx] - landing)
-            score = (seam_weight * cands.full[a_idx, b_idx] + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
+            seam = seam_weight * cands.full[a_idx, b_idx]
+            score = (seam + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
                      + excess_weight * np.maximum(np.abs(left) - capacity(1, times[a_idx]), 0.0))
             total = None if rough is None else np.where(np.abs(left) <= tolerance,
                                                         score + rough((0.0, times[a_idx]), (landing, end)), np.inf)
-            best.add(score, total, np.stack([a_idx, b_idx, left, score], axis=1))
-    return [(float(row[3]), [(int(row[0]), int(row[1]))], float(row[2])) for row in best.rows()]
+            best.add(score, total, np.stack([a_idx, b_idx, left, score, seam], axis=1))
+    return [(float(row[3]), [(int(row[0]), int(row[1]))], float(row[2]), float(row[4])) for row in best.rows()]
 
 
 def _two_jumps(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
@@ -146,9 +152,9 @@ def _two_jumps(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min
                  + excess_weight * np.maximum(np.abs(left) - capacity(2, varied), 0.0) + SECOND_SEAM_WEIGHT)
         total = None if rough is None else score + rough((0.0, times[a1[i]]), (times[a1[i]] - back1[i], times[a2[j]]),
                                                           (times[a2[j]] - back2[j], end))
-        best.add(score, total, np.stack([i, j, left, score], axis=1))
+        best.add(score, total, np.stack([i, j, left, score, seam_weight * np.maximum(c1[i], c2[j])], axis=1))
     return [(float(row[3]), [(int(a1[int(row[0])]), int(b1[int(row[0])])), (int(a2[int(row[1])]), int(b2[int(row[1])]))],
-             float(row[2])) for row in best.rows()]
+             float(row[2]), float(row[4])) for row in best.rows()]
 
 
 def plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCandidates, *,
@@ -190,12 +196,16 @@ def plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCa
     if not options:
         return None
     if analysis.levels is not None:  # what is cut out must not change the mood of what is left
+        # (but the mood may not buy a seam much worse than the best seam on offer)
+        limit = min(option[3] for option in options) + SEAM_SLACK
+        options = [option for option in options if option[3] <= limit]
+
         def with_mood(option):
-            score, jumps, residual = option
+            score, jumps, residual, _ = option
             bounds = [0.0] + [x for a, b in jumps for x in (float(times[a]), float(cands.landing(times, a, b)))]
             spans = list(zip(bounds[::2], bounds[1::2] + [analysis.duration_seconds]))
-            return score + float(mood_penalty(*levels.drift(spans))), jumps, residual
+            return score + float(mood_penalty(*levels.drift(spans))), jumps, residual, None
 
         options = [with_mood(option) for option in options]
-    score, jumps, residual = min(options, key=lambda option: option[0])
+    score, jumps, residual, _ = min(options, key=lambda option: option[0])
     return jumps, score, residual, [float(cands.landing(times, a, b)) for a, b in jumps]
