@@ -145,6 +145,41 @@ def test_crossfaded_splice_on_a_beat_is_not_flagged_by_crest_or_broadband(song):
     )
 
 
+def test_16_bit_rounding_at_a_crossfade_is_not_read_as_a_burst(song):
+    """Written as 16-bit PCM, a crossfade is rounded again where the song's own samples
+    are copied exactly; that noise (about -100 dBFS) is no click. With the report's floor
+    (60 dB below the song's power, as the whole-output click measure) it does not read
+    as a burst, and a hard splice still does."""
+    from harmonizer_cli.core.quality.clicks import click_reference
+
+    def pcm16(x):
+        return np.floor(np.asarray(x, dtype=np.float64) * 32768.0) / 32768.0
+
+    from scipy.signal import butter, sosfiltfilt
+
+    cutoff = 8000.0  # a codec's steep low-pass (at 6 kHz): 1 kHz above the cut-off, only the rounding noise
+    noise = sosfiltfilt(butter(16, 6000.0, fs=RATE, output="sos"), np.random.default_rng(5).standard_normal(24 * RATE))
+    song16 = pcm16(0.05 * noise)
+    beats = _beats(24.0)
+    fade = int(0.1 * RATE)
+    a_end, b_start = int(8.0 * RATE), int(15.0 * RATE)
+    angle = np.linspace(0, np.pi / 2, fade)  # equal power: the two sides' own rounding noise adds up to one
+    mixed = (song16[a_end - fade // 2:a_end + fade // 2] * np.cos(angle)
+             + song16[b_start - fade // 2:b_start + fade // 2] * np.sin(angle))
+    out = pcm16(np.concatenate([song16[:a_end - fade // 2], mixed, song16[b_start + fade // 2:]]))
+    seam = [a_end / RATE]
+    floor = click_reference(song16, sample_rate=RATE, cutoff_hz=cutoff)["floor_power"]
+    raw_beats = quality.seam_broadband(song16, sample_rate=RATE, times=beats, cutoff_hz=cutoff)
+    raw_seam = quality.seam_broadband(out, sample_rate=RATE, times=seam, cutoff_hz=cutoff)[0]
+    assert raw_seam > 1.5 * np.nanpercentile(raw_beats, 95)  # (what the floor keeps out)
+    at_beats = quality.seam_broadband(song16, sample_rate=RATE, times=beats, cutoff_hz=cutoff, floor_power=floor)
+    at_seam = quality.seam_broadband(out, sample_rate=RATE, times=seam, cutoff_hz=cutoff, floor_power=floor)[0]
+    assert at_seam <= 1.1 * np.nanpercentile(at_beats, 95)
+    spliced, seams = _bad_splice(song16, cuts=[(0.0, 6.13), (14.37, 18.61), (3.29, 9.0)])
+    hard = quality.seam_broadband(pcm16(spliced), sample_rate=RATE, times=seams, cutoff_hz=cutoff, floor_power=floor)
+    assert np.nanmin(hard) > 10 * np.nanpercentile(at_beats, 95)
+
+
 def test_detect_seams_finds_hard_cuts_to_the_millisecond(song):
     cuts = [(0.0, 7.3), (15.1, 19.9), (2.2, 12.0)]
     spliced, seams = _bad_splice(song, cuts=cuts)

@@ -103,6 +103,7 @@ def analyse_original(original: Audio, *, beat_times: Sequence[float] | None = No
     samples, rate = original.samples, original.sample_rate
     frame_seconds = max(REPETITION_FRAME_SECONDS, original.duration_seconds / MAX_REPETITION_FRAMES)
     features = repetition_features(view, frame_seconds=frame_seconds)
+    clicks = click_reference(samples, sample_rate=rate, cutoff_hz=cutoff)
     return OriginalAnalysis(
         view=view,
         beat_times=beats,
@@ -110,11 +111,12 @@ def analyse_original(original: Audio, *, beat_times: Sequence[float] | None = No
         cutoff_hz=cutoff,
         beat_crest=seam_crest(samples, sample_rate=rate, times=beats),
         beat_novelty=seam_novelty(samples, sample_rate=rate, times=beats),
-        beat_broadband=seam_broadband(samples, sample_rate=rate, times=beats, cutoff_hz=cutoff),
+        beat_broadband=seam_broadband(samples, sample_rate=rate, times=beats, cutoff_hz=cutoff,
+                                      floor_power=clicks["floor_power"]),
         dip_db=level_dip_db(original),
         repetition=repetition_shares(features, start_frame=features.shape[0] // 2, frame_seconds=frame_seconds),
         mood=mood_descriptors(original, view=view, tempo_bpm=tempo),
-        clicks=click_reference(samples, sample_rate=rate, cutoff_hz=cutoff),
+        clicks=clicks,
         pulse=find_pulse(*onset_envelope(view, sample_rate=MODEL_SAMPLE_RATE)),
     )
 
@@ -264,7 +266,8 @@ def _seam_report(
         "crest": (seam_crest(extended.samples, sample_rate=out_rate, times=seam_times), analysis.beat_crest),
         "novelty": (seam_novelty(extended.samples, sample_rate=out_rate, times=seam_times), analysis.beat_novelty),
         "broadband": (
-            seam_broadband(extended.samples, sample_rate=out_rate, times=seam_times, cutoff_hz=analysis.cutoff_hz),
+            seam_broadband(extended.samples, sample_rate=out_rate, times=seam_times, cutoff_hz=analysis.cutoff_hz,
+                           floor_power=analysis.clicks["floor_power"]),
             analysis.beat_broadband,
         ),
     }
