@@ -132,6 +132,17 @@ def test_single_bad_file_keeps_its_exit_code(tmp_path):
     assert invoke(str(bad), "-s", "30", "--no-model").exit_code == 3
 
 
+def test_a_length_the_song_cannot_reach_names_the_file(song_wav, tmp_path):
+    """A 24 s song cut to 1 s cannot keep its beginning and real ending: one line that
+    names the file (before: the local stretch's message named none), exit 3, no output."""
+    out = tmp_path / "short.wav"
+    result = invoke(str(song_wav), "-s", "1", "-o", str(out))
+    assert result.exit_code == 3
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(f"error: {song_wav}: cannot recompose to 1.00 s")
+    assert not out.exists()
+
+
 def test_neural_without_model_is_a_model_error(song_wav, tmp_path):
     result = invoke(str(song_wav), "-s", "40", "--engine", "neural", "--model", str(tmp_path / "none"),
                     "-o", str(tmp_path / "n.wav"))

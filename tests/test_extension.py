@@ -641,3 +641,18 @@ def test_a_long_track_shortened_keeps_its_mood():
                                                                              tempo_bpm=0.0)
     assert abs(after["loudness_lufs"] - before["loudness_lufs"]) < 0.75
     assert abs(after["centroid_hz"] / before["centroid_hz"] - 1.0) < 0.04
+
+
+@pytest.mark.parametrize("seconds, extra", [(3.5, 0.3), (5.0, 0.3), (5.0, 0.5)])
+def test_a_clip_extended_by_less_than_a_loop_to_its_start_reaches_the_length(seconds, extra):
+    """No loop back to a short clip's first beat is shorter than a few beats: a clip
+    extended by a fraction of a second (a jingle to fit a 5.3 s slot) ends with its last
+    part instead of all of it, the loop going in before that (before: refused, 'cannot
+    recompose ... off by 0.5 s')."""
+    song = make_song(24.0, bpm=120.0, sample_rate=44100, seed=6)
+    clip = Audio(song.samples[int(5.1 * 44100):int((5.1 + seconds) * 44100)].copy(), 44100)
+    result = extend_audio(clip, target_seconds=seconds + extra, seed=0)
+    assert result.n_samples == int(round((seconds + extra) * 44100))
+    assert len(result.seams_seconds) >= 1
+    kept = int(0.3 * seconds * 44100) - 441  # the clip's last 30 %, untouched at the end (10 ms crossfade)
+    assert np.array_equal(result.samples[-kept:], clip.samples[-kept:])

@@ -107,7 +107,7 @@ class ExtensionResult:
 
 
 def _extend_neural(audio: Audio, mono: np.ndarray, target_seconds: float, predictor: Predictor,
-                   on_progress: ProgressFn) -> np.ndarray:
+                   on_progress: ProgressFn, *, path: Optional[str] = None) -> np.ndarray:
     n_target = int(round(target_seconds * audio.sample_rate))
     if n_target <= audio.n_samples:
         raise ConfigError("the neural engine only extends: the target must be longer than the song "
@@ -116,7 +116,8 @@ def _extend_neural(audio: Audio, mono: np.ndarray, target_seconds: float, predic
     n_in = int(predictor.n_input_frames)
     frame_seconds = float(predictor.frame_seconds)
     if features.shape[0] < n_in:
-        raise AudioError(f"too short for the neural engine (needs {n_in * frame_seconds:.0f} s of context)")
+        raise AudioError(f"too short for the neural engine (needs {n_in * frame_seconds:.0f} s of context)",
+                         path=path)
     # the last frame is zero-padded by framing: use whole frames only as context
     whole = int(mono.size // int(round(frame_seconds * MODEL_SAMPLE_RATE)))
     history = features[:max(whole, n_in)]
@@ -152,7 +153,7 @@ def _neural_result(audio: Audio, mono: np.ndarray, target_seconds: float, predic
     if float(np.max(np.abs(mono))) < 1e-4:
         raise AudioError("is digital silence: nothing to extend", path=path)
     clock = time.perf_counter()
-    out = _extend_neural(audio, mono, target_seconds, predictor, on_progress)
+    out = _extend_neural(audio, mono, target_seconds, predictor, on_progress, path=path)
     length = round(audio.duration_seconds, 4)
     segments = [{"source_start": 0.0, "source_end": length, "output_start": 0.0},
                 {"source_start": None, "source_end": None, "output_start": length, "generated": True}]
@@ -270,7 +271,10 @@ def extend_audio(
     clock = time.perf_counter()
     # (the audit laid the kept plan out already)
     spliced = audited.spliced or splice(audio, analysis, audited.plan, target_seconds, song_mono=song_mono)
-    out, seams, segments, stretch = finish_length(spliced, audio.sample_rate)
+    try:
+        out, seams, segments, stretch = finish_length(spliced, audio.sample_rate)
+    except AudioError as exc:  # (the stretch knows no file name)
+        raise AudioError(exc.message, path=exc.path or path) from None
     timings["render"] = round(seconds["render"] + time.perf_counter() - clock, 4)
     progress(3, 3)
     return ExtensionResult(

@@ -117,6 +117,9 @@ SAMPLING_TEMPERATURE = 1.0
 #: Typical jump length and segment length, as a share of the song (4 bars to 30 s).
 TYPICAL_SHARE = 0.16
 TYPICAL_MAX_SECONDS = 30.0
+#: The real ending of a clip extended by less than a loop back to its first beat (a
+#: share of the clip; otherwise all of it from its first beat, ``tail_seconds``).
+SHORT_TAIL_SHARE = 0.3
 #: Songs of at least this many planning bars get 4-bar segments and jumps, shorter 2.
 LONG_SONG_BARS = 24
 
@@ -157,12 +160,16 @@ class PlannedPath:
     landings : list of float
         Source time (s) where the output continues after each jump: beat ``b``'s,
         moved by the rhythmic verification (``candidates``).
+    tail_seconds : float or None
+        The real ending kept at the end, where it is shorter than ``tail_seconds``'s
+        (a short clip extended by less than a loop back to its first beat).
     """
 
     jumps: list
     score: float
     residual_seconds: float
     landings: list = field(default_factory=list)
+    tail_seconds: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,8 @@ class _Geometry:
             STRETCH_PLANNING_SHARE * ABSORBER_MARGIN * middle_seconds, STRETCH_PLANNING_MAX_SECONDS)
 
     @classmethod
-    def of(cls, analysis: SongAnalysis, target_seconds: float, *, relaxed: bool) -> "_Geometry":
+    def of(cls, analysis: SongAnalysis, target_seconds: float, *, relaxed: bool,
+           tail: Optional[float] = None) -> "_Geometry":
         times = analysis.beat_seconds
         n = analysis.n_beats
         duration = analysis.duration_seconds
@@ -206,7 +214,7 @@ class _Geometry:
         min_lag = bar * (4 if n_bars >= LONG_SONG_BARS else 2)
         if relaxed:  # short songs: one-bar segments, and jumps of a bar (a beat where a clip needs it)
             seg_min, min_lag = bar, max(1, bar // 4)
-        tail_min = tail_seconds(analysis)
+        tail_min = tail_seconds(analysis) if tail is None else tail
         period = analysis.beat_period_seconds
         # a landing must leave room for the real ending, or for a further jump
         last_start = int(np.searchsorted(times, duration - tail_min + 1e-6, side="right") - 1)
@@ -460,6 +468,7 @@ def plan_path(
     banned: frozenset = frozenset(),
     groove_of: Optional[Callable[[], tuple]] = None,
     _relaxed: bool = False,
+    _tail: Optional[float] = None,
 ) -> PlannedPath:
     """Choose the jumps that recompose the song to about ``target_seconds``.
 
@@ -492,10 +501,14 @@ def plan_path(
         ``n_restarts`` below 1.
     """
     short_clip = analysis.n_beats // unit_beats(analysis) < SHORT_SONG_BARS
-    g = _Geometry.of(analysis, target_seconds, relaxed=_relaxed or short_clip)
+    g = _Geometry.of(analysis, target_seconds, relaxed=_relaxed or short_clip, tail=_tail)
     if abs(g.extra) < 1e-3:
         return PlannedPath([], 0.0, g.extra)
     cands = _candidate_costs(analysis, g, banned=banned, target_cost=target_cost)
+    if _tail is not None and g.extra > 0:  # (a clip extended by less than a loop back to its start)
+        one = _one_loop(cands, g)
+        if one is not None:
+            return one
     if short_clip and g.extra > 0:  # a few bars: looped
         levels = PathLevels(analysis.levels) if analysis.levels is not None else None
         looped = plan_loops(cands, g.times, extra_seconds=g.extra, seg_min=g.seg_min, last_start=g.last_start,
@@ -532,12 +545,40 @@ def plan_path(
             best = PlannedPath(list(walk.jumps), score, residual, list(walk.landings))
     if best is None:
         raise ValueError("n_restarts must be at least 1")
-    if abs(best.residual_seconds) > 0.6 * g.period + g.capacity(len(best.jumps), target_seconds) and not _relaxed:
+    reach = 0.6 * g.period + g.capacity(len(best.jumps), target_seconds)
+    if abs(best.residual_seconds) > reach and not _relaxed:
         relaxed = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost,
                             n_restarts=n_restarts, banned=banned, groove_of=groove_of, _relaxed=True)
         if abs(relaxed.residual_seconds) < abs(best.residual_seconds):
-            return relaxed
+            best = relaxed
+        if short_clip and g.extra > 0 and _tail is None and abs(best.residual_seconds) > reach:
+            # a clip extended by less than any loop back to its first beat: it ends with
+            # its last part instead of all of it, and the loop goes in before that
+            tail = SHORT_TAIL_SHARE * analysis.duration_seconds
+            ending = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost, n_restarts=n_restarts,
+                               banned=banned, groove_of=groove_of, _relaxed=True, _tail=tail)
+            if abs(ending.residual_seconds) < abs(best.residual_seconds):
+                ending.tail_seconds = tail
+                best = ending
     return best
+
+
+def _one_loop(cands: JumpCandidates, g: _Geometry) -> Optional[PlannedPath]:
+    """The cheapest single jump back by about the extension (None if none is within the
+    seams' and the local stretch's reach): a clip extended by a fraction of a second."""
+    a, b = np.nonzero(np.isfinite(cands.full))
+    keep = (b < a) & (b <= g.last_start)
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        return None
+    landing = cands.landing(g.times, a, b)
+    left = g.extra - (g.times[a] - landing)
+    score = np.where(np.abs(left) <= g.capacity(1, g.target_seconds),
+                     SEAM_WEIGHT * cands.full[a, b] + RESIDUAL_SCORE_WEIGHT * np.abs(left) / g.period, np.inf)
+    k = int(np.argmin(score))
+    if not np.isfinite(score[k]):
+        return None
+    return PlannedPath([(int(a[k]), int(b[k]))], float(score[k]), float(left[k]), [float(landing[k])])
 
 
 def modal_lag_share(segments: list, duration: float, target_seconds: float, *, bin_seconds: float = 0.3,

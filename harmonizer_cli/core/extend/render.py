@@ -444,7 +444,7 @@ def splice(audio: Audio, analysis: SongAnalysis, plan: PlannedPath, target_secon
         bounds += [int(round(times[a] * sample_rate)), int(round(landing * sample_rate))]
     bounds.append(n_source)
     spans = [(bounds[2 * k], bounds[2 * k + 1]) for k in range(len(bounds) // 2)]
-    tail_keep = tail_seconds(analysis)
+    tail_keep = tail_seconds(analysis) if plan.tail_seconds is None else plan.tail_seconds
     head_keep = min(HEAD_KEEP_SECONDS, 0.25 * target_seconds)
     if not plan.jumps:  # the target equals the length within a ms
         timeline = Timeline.of_array(samples)
