@@ -656,3 +656,16 @@ def test_a_clip_extended_by_less_than_a_loop_to_its_start_reaches_the_length(sec
     assert len(result.seams_seconds) >= 1
     kept = int(0.3 * seconds * 44100) - 441  # the clip's last 30 %, untouched at the end (10 ms crossfade)
     assert np.array_equal(result.samples[-kept:], clip.samples[-kept:])
+
+
+def test_a_clip_cut_shorter_keeps_its_start_and_its_last_part():
+    """A 12 s clip of a few bars cut to 6 s (a jingle for a shorter slot): all of a clip
+    is its ending, so no cut kept it; it ends with its last part, at most half the target
+    (before: refused for every clip and target)."""
+    song = make_song(24.0, bpm=120.0, sample_rate=44100, seed=6)
+    clip = Audio(song.samples[int(5.1 * 44100):int(17.1 * 44100)].copy(), 44100)
+    result = extend_audio(clip, target_seconds=6.0, seed=0)
+    assert result.n_samples == 6 * 44100 and len(result.seams_seconds) >= 1
+    assert np.array_equal(result.samples[:44100], clip.samples[:44100])
+    kept = int(3.0 * 44100) - 441
+    assert np.array_equal(result.samples[-kept:], clip.samples[-kept:])

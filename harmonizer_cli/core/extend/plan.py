@@ -117,8 +117,9 @@ SAMPLING_TEMPERATURE = 1.0
 #: Typical jump length and segment length, as a share of the song (4 bars to 30 s).
 TYPICAL_SHARE = 0.16
 TYPICAL_MAX_SECONDS = 30.0
-#: The real ending of a clip extended by less than a loop back to its first beat (a
-#: share of the clip; otherwise all of it from its first beat, ``tail_seconds``).
+#: The real ending of a clip extended by less than a loop back to its first beat, or
+#: shortened (a share of the clip, at most half the target; otherwise all of it from
+#: its first beat, ``tail_seconds``).
 SHORT_TAIL_SHARE = 0.3
 #: Songs of at least this many planning bars get 4-bar segments and jumps, shorter 2.
 LONG_SONG_BARS = 24
@@ -551,10 +552,11 @@ def plan_path(
                             n_restarts=n_restarts, banned=banned, groove_of=groove_of, _relaxed=True)
         if abs(relaxed.residual_seconds) < abs(best.residual_seconds):
             best = relaxed
-        if short_clip and g.extra > 0 and _tail is None and abs(best.residual_seconds) > reach:
-            # a clip extended by less than any loop back to its first beat: it ends with
-            # its last part instead of all of it, and the loop goes in before that
-            tail = SHORT_TAIL_SHARE * analysis.duration_seconds
+        if short_clip and _tail is None and abs(best.residual_seconds) > reach:
+            # a clip extended by less than any loop back to its first beat, or cut shorter:
+            # it ends with its last part instead of all of it, and the loop (or the cut)
+            # goes in before that
+            tail = min(SHORT_TAIL_SHARE * analysis.duration_seconds, 0.5 * target_seconds)
             ending = plan_path(analysis, target_seconds, seed=seed, target_cost=target_cost, n_restarts=n_restarts,
                                banned=banned, groove_of=groove_of, _relaxed=True, _tail=tail)
             if abs(ending.residual_seconds) < abs(best.residual_seconds):
