@@ -141,7 +141,10 @@ class PathLevels:
             self._sums = [np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
                           for values in (k_power * gate, gate, levels.centroid_num, levels.energy)]
         n = self.levels.power.size
-        frame = lambda seconds: np.clip(np.round(np.asarray(seconds) * self.rate).astype(np.int64), 0, n)  # noqa: E731
+
+        def frame(seconds):
+            return np.clip(np.round(np.asarray(seconds) * self.rate).astype(np.int64), 0, n)
+
         whole = [c[n] for c in self._sums]
         kept = [sum(c[frame(hi)] - c[frame(lo)] for lo, hi in spans) for c in self._sums]
         loudness = 10.0 * np.log10(np.maximum(kept[0] / np.maximum(kept[1], 1.0), 1e-30)

@@ -163,7 +163,8 @@ class PlannedPath:
         moved by the rhythmic verification (``candidates``).
     tail_seconds : float or None
         The real ending kept at the end, where it is shorter than ``tail_seconds``'s
-        (a short clip extended by less than a loop back to its first beat).
+        (a short clip extended by less than a loop back to its first beat, or cut
+        shorter: ``SHORT_TAIL_SHARE``).
     """
 
     jumps: list
