@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from harmonizer_cli.core.extend.analysis import SongAnalysis
-from harmonizer_cli.core.extend.candidates import JumpCandidates
+from harmonizer_cli.core.extend.candidates import MAX_RHYTHM_SHIFT, JumpCandidates
 from harmonizer_cli.core.extend.levels import PathLevels, mood_penalty
 
 __all__ = ["plan_shortening"]
@@ -92,39 +92,44 @@ def _pairs_adding_up(back1: np.ndarray, back2: np.ndarray, need: float, toleranc
         start = stop
 
 
+def _landing_band(times: np.ndarray, need: float, reach: float, *, seg_min: int, last_start: int):
+    """Every forward jump ``(a, b)`` whose length is within ``reach`` of the cut ``-need``
+    (1-D index arrays): the only one-jump cuts that can fit."""
+    a = np.arange(seg_min, times.size)
+    lo = np.searchsorted(times, times[a] - need - reach, side="left")
+    hi = np.minimum(np.searchsorted(times, times[a] - need + reach, side="right"), last_start + 1)
+    counts = np.maximum(hi - lo, 0)
+    rows = np.repeat(a, counts)
+    first = np.cumsum(counts) - counts
+    cols = np.repeat(lo, counts) + np.arange(rows.size) - np.repeat(first, counts)
+    keep = cols > rows
+    return rows[keep], cols[keep]
+
+
 def _one_jump(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
               capacity, period: float, weights: tuple, rough, end: float) -> list:
     """The best one-jump options ``(score, jumps, residual)``."""
     seam_weight, excess_weight = weights
     best = _Best(SHORTENING_MOOD_OPTIONS)
     tolerance = 0.6 * period + 0.5
-    if cands.blocked:  # a long song: every allowed pair, a block of sources at a time
-        for r0, r1, sub, shift in cands.full.blocks(seg_min, n_cols=last_start + 1):
-            a = np.arange(r0, r1)[:, None]
-            b = np.arange(last_start + 1)[None, :]
-            ok = np.isfinite(sub) & (b > a)
-            if not ok.any():
-                continue
-            left = need - (times[a] - (times[b] + shift))
-            score = np.where(ok, seam_weight * sub + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
-                             + excess_weight * np.maximum(np.abs(left) - capacity(1, times[a]), 0.0), np.inf)
-            total = None if rough is None else np.where(
-                np.abs(left) <= tolerance, score + rough((0.0, times[a]), (times[b] + shift, end)), np.inf)
-            rows = np.stack(np.broadcast_arrays(a, b, left, score, seam_weight * sub), axis=-1).reshape(-1, 5)
-            best.add(score.ravel(), None if total is None else total.ravel(), rows)
+    if cands.blocked:  # a long song: the pairs whose length is about the cut, costed when asked
+        a_idx, b_idx = _landing_band(times, need, tolerance + MAX_RHYTHM_SHIFT * period, seg_min=seg_min,
+                                     last_start=last_start)
+        cost, shift = cands.full.pairs(a_idx, b_idx)
+        landing = times[b_idx] + shift
     else:
         a_idx, b_idx = np.nonzero(np.isfinite(cands.full))
         keep = (a_idx >= seg_min) & (b_idx <= last_start) & (b_idx > a_idx)
         a_idx, b_idx = a_idx[keep], b_idx[keep]
-        if a_idx.size:
-            landing = cands.landing(times, a_idx, b_idx)
-            left = need - (times[a_idx] - landing)
-            seam = seam_weight * cands.full[a_idx, b_idx]
-            score = (seam + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
-                     + excess_weight * np.maximum(np.abs(left) - capacity(1, times[a_idx]), 0.0))
-            total = None if rough is None else np.where(np.abs(left) <= tolerance,
-                                                        score + rough((0.0, times[a_idx]), (landing, end)), np.inf)
-            best.add(score, total, np.stack([a_idx, b_idx, left, score, seam], axis=1))
+        cost, landing = cands.full[a_idx, b_idx], cands.landing(times, a_idx, b_idx)
+    if a_idx.size:
+        left = need - (times[a_idx] - landing)
+        seam = seam_weight * cost
+        score = (seam + SHORT_RESIDUAL_WEIGHT * np.abs(left) / period
+                 + excess_weight * np.maximum(np.abs(left) - capacity(1, times[a_idx]), 0.0))
+        total = None if rough is None else np.where(np.abs(left) <= tolerance,
+                                                    score + rough((0.0, times[a_idx]), (landing, end)), np.inf)
+        best.add(score, total, np.stack([a_idx, b_idx, left, score, seam], axis=1))
     return [(float(row[3]), [(int(row[0]), int(row[1]))], float(row[2]), float(row[4])) for row in best.rows()]
 
 
