@@ -71,6 +71,19 @@ class _Best:
         return rows[picks]
 
 
+def _fit_tolerance(period: float) -> float:
+    """The length residual (s) a shortening may leave for the seams and the stretch."""
+    return 0.6 * period + 0.5
+
+
+def _expand(lo: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged ranges as pairs: ``rows[k]`` repeated ``counts[k]`` times beside
+    ``lo[k], lo[k] + 1, ...`` (1-D arrays)."""
+    first = np.cumsum(counts) - counts
+    within = np.arange(int(counts.sum())) - np.repeat(first, counts)
+    return np.repeat(rows, counts), np.repeat(lo, counts) + within
+
+
 def _pairs_adding_up(back1: np.ndarray, back2: np.ndarray, need: float, tolerance: float):
     """``(i, j)`` index chunks of the pairs whose lengths ``back1[i] + back2[j]`` are
     within ``tolerance`` of ``-need`` (widened a little; the caller checks exactly)."""
@@ -84,11 +97,9 @@ def _pairs_adding_up(back1: np.ndarray, back2: np.ndarray, need: float, toleranc
     while start < back1.size:
         stop = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + PAIR_CHUNK, side="right"))
         stop = max(stop, start + 1)
-        rows = np.repeat(np.arange(start, stop), counts[start:stop])
+        rows, positions = _expand(lo[start:stop], counts[start:stop], np.arange(start, stop))
         if rows.size:
-            first = ends[start:stop] - counts[start:stop]
-            within = np.arange(rows.size) - np.repeat(first - first[0], counts[start:stop])
-            yield rows, order[lo[rows] + within]
+            yield rows, order[positions]
         start = stop
 
 
@@ -98,20 +109,17 @@ def _landing_band(times: np.ndarray, need: float, reach: float, *, seg_min: int,
     a = np.arange(seg_min, times.size)
     lo = np.searchsorted(times, times[a] - need - reach, side="left")
     hi = np.minimum(np.searchsorted(times, times[a] - need + reach, side="right"), last_start + 1)
-    counts = np.maximum(hi - lo, 0)
-    rows = np.repeat(a, counts)
-    first = np.cumsum(counts) - counts
-    cols = np.repeat(lo, counts) + np.arange(rows.size) - np.repeat(first, counts)
+    rows, cols = _expand(lo, np.maximum(hi - lo, 0), a)
     keep = cols > rows
     return rows[keep], cols[keep]
 
 
 def _one_jump(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
               capacity, period: float, weights: tuple, rough, end: float) -> list:
-    """The best one-jump options ``(score, jumps, residual)``."""
+    """The best one-jump options ``(score, jumps, residual, worst seam)``."""
     seam_weight, excess_weight = weights
     best = _Best(SHORTENING_MOOD_OPTIONS)
-    tolerance = 0.6 * period + 0.5
+    tolerance = _fit_tolerance(period)
     if cands.blocked:  # a long song: the pairs whose length is about the cut, costed when asked
         a_idx, b_idx = _landing_band(times, need, tolerance + MAX_RHYTHM_SHIFT * period, seg_min=seg_min,
                                      last_start=last_start)
@@ -135,7 +143,7 @@ def _one_jump(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min:
 
 def _two_jumps(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min: int, last_start: int,
                capacity, period: float, weights: tuple, rough, end: float) -> list:
-    """The best options of two forward candidate jumps ``(score, jumps, residual)``."""
+    """The best options of two forward candidate jumps ``(score, jumps, residual, worst seam)``."""
     seam_weight, excess_weight = weights
     forward = (cands.b > cands.a) & (cands.a >= seg_min)
     a1, b1, c1, back1 = cands.a[forward], cands.b[forward], cands.cost[forward], cands.back_seconds[forward]
@@ -143,7 +151,7 @@ def _two_jumps(cands: JumpCandidates, times: np.ndarray, need: float, *, seg_min
     a2, b2, c2, back2 = cands.a[second], cands.b[second], cands.cost[second], cands.back_seconds[second]
     if not (a1.size and a2.size):
         return []
-    tolerance = 0.6 * period + 0.5
+    tolerance = _fit_tolerance(period)
     best = _Best(SHORTENING_MOOD_OPTIONS)
     for i, j in _pairs_adding_up(back1, back2, need, tolerance):
         left = need - back1[i] - back2[j]
@@ -197,7 +205,7 @@ def plan_shortening(analysis: SongAnalysis, target_seconds: float, cands: JumpCa
     common = dict(seg_min=seg_min, last_start=last_start, capacity=capacity, period=period,
                   weights=(seam_weight, excess_weight), rough=rough, end=analysis.duration_seconds)
     options = _one_jump(cands, times, need, **common) + _two_jumps(cands, times, need, **common)
-    options = [option for option in options if np.isfinite(option[0]) and abs(option[2]) <= 0.6 * period + 0.5]
+    options = [option for option in options if np.isfinite(option[0]) and abs(option[2]) <= _fit_tolerance(period)]
     if not options:
         return None
     if analysis.levels is not None:  # what is cut out must not change the mood of what is left
